@@ -1,0 +1,394 @@
+//! Avro single-object encoding (`C3 01`, the writer schema's 8-byte
+//! little-endian CRC-64-AVRO fingerprint, then the Avro body) with a registry
+//! of every schema version this build knows, so a reader decodes a payload
+//! written with any of them and resolves it to the current version.
+//!
+//! Decoding never panics on hostile bytes: every failure is a typed
+//! [`Error`](crate::Error) that callers route to the dead-letter topic.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Once;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{Schema, from_value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::events::{EnrichedEvent, RawEvent, ShareRecord};
+
+/// The two marker bytes that open every single-object encoded payload.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = MAGIC.len() + 8;
+
+/// Largest allocation a decoded length may ask for. Real events are a few
+/// KiB; the cap stops a forged length prefix from allocating gigabytes.
+const MAX_ALLOCATION_BYTES: usize = 8 * 1024 * 1024;
+
+/// A record type with an Avro schema in `avro/`.
+pub trait AvroRecord: Serialize + DeserializeOwned {
+    /// Record name, for errors.
+    const NAME: &'static str;
+    /// The current schema, the one this build writes.
+    const SCHEMA: &'static str;
+    /// Older schema versions still readable, oldest first.
+    const HISTORY: &'static [&'static str] = &[];
+}
+
+impl AvroRecord for RawEvent {
+    const NAME: &'static str = "RawEvent";
+    const SCHEMA: &'static str = include_str!("../avro/raw_event.avsc");
+}
+
+impl AvroRecord for EnrichedEvent {
+    const NAME: &'static str = "EnrichedEvent";
+    const SCHEMA: &'static str = include_str!("../avro/enriched_event.avsc");
+}
+
+impl AvroRecord for ShareRecord {
+    const NAME: &'static str = "ShareRecord";
+    const SCHEMA: &'static str = include_str!("../avro/share_record.avsc");
+}
+
+/// Encoder and decoder for one record type. Build once, share freely.
+#[derive(Debug)]
+pub struct Codec<T> {
+    current: Schema,
+    fingerprint: u64,
+    current_header: [u8; HEADER_LEN],
+    writers: HashMap<u64, Schema>,
+    record: PhantomData<fn() -> T>,
+}
+
+impl<T: AvroRecord> Codec<T> {
+    /// A codec that writes the current schema and reads every known version.
+    pub fn new() -> Result<Self> {
+        static LIMIT: Once = Once::new();
+        LIMIT.call_once(|| {
+            apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        });
+
+        let current = parse::<T>(T::SCHEMA)?;
+        let current_fingerprint = fingerprint(&current);
+        let mut codec = Self {
+            fingerprint: current_fingerprint,
+            current_header: header(current_fingerprint),
+            writers: HashMap::from([(current_fingerprint, current.clone())]),
+            current,
+            record: PhantomData,
+        };
+        for old in T::HISTORY {
+            codec = codec.with_writer_schema(old)?;
+        }
+        Ok(codec)
+    }
+
+    /// Also accept payloads written with `schema` (an older or newer
+    /// compatible version), resolved to the current schema on read.
+    pub fn with_writer_schema(mut self, schema: &str) -> Result<Self> {
+        let schema = parse::<T>(schema)?;
+        self.writers.insert(fingerprint(&schema), schema);
+        Ok(self)
+    }
+
+    /// The current schema's fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Encodes `record` with the current schema.
+    pub fn encode(&self, record: &T) -> Result<Vec<u8>> {
+        let writer = GenericDatumWriter::builder(&self.current)
+            .build()
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let mut payload = Vec::with_capacity(512);
+        payload.extend_from_slice(&self.current_header);
+        writer
+            .write_ser(&mut payload, record)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        Ok(payload)
+    }
+
+    /// Decodes a payload written with any registered schema version.
+    pub fn decode(&self, payload: &[u8]) -> Result<T> {
+        if payload.len() < HEADER_LEN {
+            return Err(Error::Truncated(payload.len()));
+        }
+        let (header, mut body) = payload.split_at(HEADER_LEN);
+        if header[..2] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let mut fingerprint_bytes = [0u8; 8];
+        fingerprint_bytes.copy_from_slice(&header[2..]);
+        let writer_fingerprint = u64::from_le_bytes(fingerprint_bytes);
+        let writer = self
+            .writers
+            .get(&writer_fingerprint)
+            .ok_or(Error::UnknownSchema(writer_fingerprint))?;
+        let corrupt = |e: apache_avro::Error| Error::CorruptBody(e.to_string());
+        let record = if writer_fingerprint == self.fingerprint {
+            // Same schema: deserialize straight from the bytes, no resolution.
+            GenericDatumReader::builder(writer)
+                .build()
+                .map_err(corrupt)?
+                .read_deser(&mut body)
+                .map_err(corrupt)?
+        } else {
+            let value = GenericDatumReader::builder(writer)
+                .reader_schema(&self.current)
+                .build()
+                .map_err(corrupt)?
+                .read_value(&mut body)
+                .map_err(corrupt)?;
+            from_value(&value).map_err(corrupt)?
+        };
+        if !body.is_empty() {
+            return Err(Error::TrailingBytes(body.len()));
+        }
+        Ok(record)
+    }
+}
+
+fn parse<T: AvroRecord>(schema: &str) -> Result<Schema> {
+    Schema::parse_str(schema).map_err(|e| Error::InvalidSchema {
+        name: T::NAME,
+        reason: e.to_string(),
+    })
+}
+
+fn fingerprint(schema: &Schema) -> u64 {
+    let bytes = schema.fingerprint::<Rabin>().bytes;
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(fingerprint)
+}
+
+fn header(fingerprint: u64) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..2].copy_from_slice(&MAGIC);
+    header[2..].copy_from_slice(&fingerprint.to_le_bytes());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::events::{
+        Attribution, Channel, Confidence, DeviceType, EventKind, ShareMethod, TokenStatus,
+    };
+
+    fn raw_share() -> RawEvent {
+        RawEvent {
+            event_id: "0192f0c1-7a2b-7cde-8f00-112233445566".into(),
+            site_id: "daily-planet".into(),
+            kind: EventKind::Share,
+            received_at: 1_764_000_000_123,
+            sent_at: Some(1_764_000_000_001),
+            url: "https://dailyplanet.example/news/2026/eclipse".into(),
+            referrer: None,
+            user_agent: "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)".into(),
+            visitor_id: "9f86d081884c7d65".into(),
+            minted_token: None,
+            landing_token: None,
+            webview: None,
+            share_token: Some("AZx3kQ9_tT2b".into()),
+            share_method: Some(ShareMethod::Button),
+            share_target: Some("whatsapp".into()),
+            parent_token: Some("AZx1aaaaaaaa".into()),
+        }
+    }
+
+    fn enriched_visit() -> EnrichedEvent {
+        let raw = raw_share();
+        EnrichedEvent {
+            event_id: raw.event_id,
+            site_id: raw.site_id,
+            kind: EventKind::Pageview,
+            received_at: raw.received_at,
+            sent_at: None,
+            url: raw.url,
+            referrer: Some("android-app://com.whatsapp/".into()),
+            user_agent: raw.user_agent,
+            visitor_id: raw.visitor_id,
+            minted_token: Some("AZx4zzzzzzzz".into()),
+            landing_token: Some("AZx3kQ9_tT2b".into()),
+            webview: Some("telegram".into()),
+            share_token: None,
+            share_method: None,
+            share_target: None,
+            parent_token: None,
+            channel: Channel::DarkSocial,
+            channel_source: Some("whatsapp".into()),
+            attribution: Attribution::Token,
+            confidence: Confidence::Certain,
+            rule: "token.private".into(),
+            browser_family: "Mobile Safari".into(),
+            browser_major: Some("18".into()),
+            os_family: "iOS".into(),
+            device_type: DeviceType::Mobile,
+            in_app: Some("whatsapp".into()),
+            is_bot: false,
+            bot_name: None,
+            preview_app: None,
+            utm_source: None,
+            utm_medium: Some("social".into()),
+            utm_campaign: None,
+            token_status: TokenStatus::Explicit,
+            share_age_seconds: Some(3600),
+            landing_share_method: Some(ShareMethod::Button),
+            landing_share_target: Some("whatsapp".into()),
+            landing_sharer_visitor_id: Some("abcdef".into()),
+            landing_parent_token: None,
+        }
+    }
+
+    #[test]
+    fn raw_event_round_trips() {
+        let codec = Codec::<RawEvent>::new().expect("codec");
+        let event = raw_share();
+        let payload = codec.encode(&event).expect("encode");
+        assert_eq!(payload[..2], MAGIC);
+        assert_eq!(payload[2..10], codec.fingerprint().to_le_bytes());
+        assert_eq!(codec.decode(&payload).expect("decode"), event);
+    }
+
+    #[test]
+    fn enriched_event_round_trips() {
+        let codec = Codec::<EnrichedEvent>::new().expect("codec");
+        let event = enriched_visit();
+        let payload = codec.encode(&event).expect("encode");
+        assert_eq!(codec.decode(&payload).expect("decode"), event);
+    }
+
+    #[test]
+    fn share_record_round_trips() {
+        let codec = Codec::<ShareRecord>::new().expect("codec");
+        let record = ShareRecord {
+            token: "AZx3kQ9_tT2b".into(),
+            site_id: "daily-planet".into(),
+            event_id: "e1".into(),
+            shared_at: 1_764_000_000_000,
+            share_method: ShareMethod::Copy,
+            share_target: None,
+            parent_token: None,
+            sharer_visitor_id: "v1".into(),
+            url: "https://dailyplanet.example/a".into(),
+        };
+        let payload = codec.encode(&record).expect("encode");
+        assert_eq!(codec.decode(&payload).expect("decode"), record);
+    }
+
+    /// The previous RawEvent version: no `webview` field. A reader on the
+    /// current version (which added it as an optional field) must read it.
+    fn raw_event_without_webview() -> String {
+        let mut schema: serde_json::Value =
+            serde_json::from_str(RawEvent::SCHEMA).expect("json schema");
+        let fields = schema["fields"].as_array_mut().expect("fields");
+        fields.retain(|field| field["name"] != "webview");
+        schema.to_string()
+    }
+
+    #[test]
+    fn old_writer_is_read_by_new_reader() {
+        let old_schema = Schema::parse_str(&raw_event_without_webview()).expect("old schema");
+        let mut old_event = raw_share();
+        old_event.webview = None;
+        let value = apache_avro::to_value(&old_event).expect("value");
+        let apache_avro::types::Value::Record(mut fields) = value else {
+            panic!("record expected");
+        };
+        fields.retain(|(name, _)| name != "webview");
+        let body = GenericDatumWriter::builder(&old_schema)
+            .build()
+            .expect("old writer")
+            .write_value_to_vec(apache_avro::types::Value::Record(fields))
+            .expect("old body");
+        let mut payload = header(fingerprint(&old_schema)).to_vec();
+        payload.extend_from_slice(&body);
+
+        let current_only = Codec::<RawEvent>::new().expect("codec");
+        assert!(matches!(
+            current_only.decode(&payload),
+            Err(Error::UnknownSchema(_))
+        ));
+
+        let codec = Codec::<RawEvent>::new()
+            .expect("codec")
+            .with_writer_schema(&raw_event_without_webview())
+            .expect("register old");
+        let decoded = codec.decode(&payload).expect("decode old payload");
+        assert_eq!(decoded, old_event);
+        assert_eq!(decoded.webview, None);
+    }
+
+    #[test]
+    fn typed_errors_for_bad_payloads() {
+        let codec = Codec::<RawEvent>::new().expect("codec");
+        let good = codec.encode(&raw_share()).expect("encode");
+
+        assert!(matches!(codec.decode(&good[..5]), Err(Error::Truncated(5))));
+        let mut bad_magic = good.clone();
+        bad_magic[0] = 0x00;
+        assert!(matches!(codec.decode(&bad_magic), Err(Error::BadMagic)));
+        let mut unknown = good.clone();
+        unknown[2] ^= 0xFF;
+        assert!(matches!(
+            codec.decode(&unknown),
+            Err(Error::UnknownSchema(_))
+        ));
+        assert!(matches!(
+            codec.decode(&good[..good.len() - 3]),
+            Err(Error::CorruptBody(_))
+        ));
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(
+            codec.decode(&trailing),
+            Err(Error::TrailingBytes(1))
+        ));
+    }
+
+    #[test]
+    fn partition_key_follows_the_token() {
+        let share = raw_share();
+        assert_eq!(share.partition_key(), "AZx3kQ9_tT2b");
+        let mut view = share.clone();
+        view.kind = EventKind::Pageview;
+        view.landing_token = Some("landing".into());
+        assert_eq!(view.partition_key(), "landing");
+        view.landing_token = None;
+        assert_eq!(view.partition_key(), "9f86d081884c7d65");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let codec = Codec::<EnrichedEvent>::new().expect("codec");
+            let _ = codec.decode(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bodies_after_a_valid_header_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let codec = Codec::<RawEvent>::new().expect("codec");
+            let mut payload = header(codec.fingerprint()).to_vec();
+            payload.extend_from_slice(&body);
+            let _ = codec.decode(&payload);
+        }
+
+        #[test]
+        fn mutated_payloads_never_panic(index in 0usize..400, byte in any::<u8>()) {
+            let codec = Codec::<RawEvent>::new().expect("codec");
+            let mut payload = codec.encode(&raw_share()).expect("encode");
+            let at = index % payload.len();
+            payload[at] = byte;
+            let _ = codec.decode(&payload);
+        }
+    }
+}
