@@ -9,6 +9,7 @@ pub mod codec;
 pub mod error;
 pub mod events;
 pub mod migrate;
+pub mod token;
 
 pub use codec::{AvroRecord, Codec};
 pub use error::{Error, Result};
@@ -16,3 +17,4 @@ pub use events::{
     Attribution, Channel, Confidence, DeviceType, EnrichedEvent, EventKind, RawEvent, ShareMethod,
     ShareRecord, TokenStatus,
 };
+pub use token::{ShareToken, TokenError};
