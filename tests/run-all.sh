@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make test`: formatting, lints, unit and integration tests of every crate,
+# the tracker in real Chromium, the deployment files, and the end-to-end
+# tests. Starts Kafka and ClickHouse when they are not running, and stops on
+# exit only what it started itself.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+step() { printf '\n\033[1m== %s\033[0m (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+started=()
+stop_started() {
+    local status=$?
+    for service in "${started[@]}"; do
+        deploy/local/"$service".sh stop || true
+    done
+    exit "$status"
+}
+trap stop_started EXIT
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "infrastructure (Kafka, ClickHouse)"
+for service in kafka clickhouse; do
+    if [[ -z $(deploy/local/"$service".sh pid) ]]; then
+        started+=("$service")
+    fi
+done
+deploy/local/up.sh
+
+step "build the binaries the cross-service tests run"
+cargo build --locked -p lumen-ingest -p lumen-enrich -p lumen-sink
+
+step "unit and integration tests (real Kafka and ClickHouse)"
+cargo test --workspace --all-features --locked -- --test-threads 2
+
+if [[ -x tracker/test/run.sh ]]; then
+    step "tracker in real Chromium"
+    tracker/test/run.sh
+fi
+
+if [[ -x deploy/check.sh ]]; then
+    step "deployment files (Prometheus rules, dashboards, compose, Kubernetes)"
+    deploy/check.sh
+fi
+
+step "all tests passed"
