@@ -94,6 +94,10 @@ use Expect::{Bot, Visit};
 use Landing::{Article, ArticleWithQuery, Home};
 use agents::*;
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per column keeps each table row on one line"
+)]
 const fn row(
     name: &'static str,
     weight: u32,
