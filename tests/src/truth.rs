@@ -42,6 +42,22 @@ impl Truth {
         self.visits_by_channel.values().sum()
     }
 
+    /// Adds the counts of traffic sent alongside (e.g. latency probes).
+    pub fn merge(&mut self, other: &Truth) {
+        fn add(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+            for (key, value) in from {
+                *into.entry(key.clone()).or_default() += value;
+            }
+        }
+        self.events += other.events;
+        add(&mut self.visits_by_channel, &other.visits_by_channel);
+        add(&mut self.shares_by_method, &other.shares_by_method);
+        add(&mut self.visits_by_arrival, &other.visits_by_arrival);
+        self.preview_fetches += other.preview_fetches;
+        self.crawler_hits += other.crawler_hits;
+        self.tokened_visits += other.tokened_visits;
+    }
+
     /// A table for people.
     pub fn render(&self) -> String {
         let mut out = String::new();
