@@ -1,0 +1,303 @@
+// t.js end to end in real Chromium: demo pages load t.js from a running
+// lumen-ingest, which writes to an ephemeral Kafka topic; every assertion on
+// events reads them back from that topic (Avro, as enrich will).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  isolatedContext,
+  launchBrowser,
+  openTracked,
+  rawTopic,
+  startDemoServer,
+  startIngest,
+  waitFor,
+} from './harness.js';
+
+const TOKEN = /^[A-Za-z0-9_-]{16}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A valid token (schemas/share-token.md vector) for URLs built by hand. */
+const VECTOR_TOKEN = 'AcB3bAEjRWeJq83Q';
+/** The one console error a page cannot avoid while ingest is down: Chromium's
+ * own log line for the refused request (no script can silence it). */
+const REFUSED = /^console error: Failed to load resource: net::ERR_CONNECTION_REFUSED$/;
+
+/** The minute a token was minted in (share-token.md bytes 0..4). */
+const mintingMinute = (token) => Buffer.from(token, 'base64url').readUInt32BE(0);
+
+let raw;
+let ingest;
+let demo;
+let browser;
+
+before(async () => {
+  raw = await rawTopic('tracker');
+  ingest = await startIngest(raw.topic);
+  demo = await startDemoServer({ ingest: ingest.origin });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await demo?.close();
+  await ingest?.stop();
+  await raw?.remove();
+});
+
+/** Waits for the first event on the topic that matches every field of `fields`. */
+function arrived(what, fields) {
+  const matches = (e) => Object.entries(fields).every(([k, v]) => e[k] === v);
+  return waitFor(`${what} on ${raw.topic} (ingest log: ${ingest.logFile})`, () => raw.events().find(matches));
+}
+
+/** Selects the text of the first element matching `selector` and copies it
+ * with the keyboard, as a reader would. */
+async function copyText(page, selector) {
+  await page.locator(selector).first().selectText();
+  await page.keyboard.press('ControlOrMeta+C');
+}
+
+describe('t.js on a publisher page', () => {
+  let first;
+  let token;
+  let articleUrl;
+
+  it('sends a pageview with a minted token and shows #ls=<token> in the address bar', async () => {
+    first = await isolatedContext(browser);
+    articleUrl = `${demo.url}/articles/dark-social.html`;
+    const started = Date.now();
+    const page = await openTracked(first.context, articleUrl);
+    token = await page.evaluate(() => window.lumen.token());
+    assert.match(token, TOKEN);
+    assert.equal(page.url(), `${articleUrl}#ls=${token}`);
+    assert.equal(await page.evaluate(() => history.length - window.historyAtStart), 0, 'replaceState, no new entry');
+    const minute = mintingMinute(token);
+    assert.ok(minute >= Math.floor(started / 60000) && minute <= Math.floor(Date.now() / 60000));
+
+    const view = await arrived('the pageview', { kind: 'pageview', minted_token: token });
+    assert.equal(view.site_id, 'demo');
+    assert.equal(view.url, articleUrl);
+    assert.equal(view.landing_token, null);
+    assert.equal(view.referrer, null);
+    assert.equal(view.webview, null);
+    assert.match(view.event_id, UUID);
+    assert.ok(view.sent_at >= started && view.sent_at <= view.received_at + 60000, 'sent_at is the client clock');
+    assert.match(view.user_agent, /Chrome/);
+    assert.deepEqual(first.problems, []);
+  });
+
+  it('sends a share with method copy when the reader copies text', async () => {
+    const [page] = first.context.pages();
+    await copyText(page, 'article p');
+    const share = await arrived('the copy share', { kind: 'share', share_method: 'copy', share_token: token });
+    assert.equal(share.url, articleUrl);
+    assert.equal(share.share_target, null);
+    assert.equal(share.parent_token, null, 'the reader arrived without a token');
+    assert.deepEqual(first.problems, []);
+  });
+
+  it('sends a share with target whatsapp and opens WhatsApp with the tokened link', async () => {
+    const [page] = first.context.pages();
+    const [popup] = await Promise.all([
+      first.context.waitForEvent('page'),
+      page.locator('[data-lumen-share="whatsapp"]').first().click(),
+    ]);
+    await popup.waitForLoadState();
+    const opened = new URL(popup.url());
+    assert.equal(opened.origin, 'https://wa.me');
+    assert.ok(opened.searchParams.get('text').endsWith(` ${articleUrl}#ls=${token}`), opened.href);
+
+    const share = await arrived('the whatsapp share', { kind: 'share', share_target: 'whatsapp' });
+    assert.equal(share.share_method, 'button');
+    assert.equal(share.share_token, token);
+    assert.deepEqual(first.problems, []);
+  });
+
+  it('links a visit through the tokened URL to the token, with a fresh token of its own', async () => {
+    const [sharer] = first.context.pages();
+    const second = await isolatedContext(browser);
+    const page = await openTracked(second.context, sharer.url());
+    const own = await page.evaluate(() => window.lumen.token());
+    assert.match(own, TOKEN);
+    assert.notEqual(own, token);
+    assert.equal(page.url(), `${articleUrl}#ls=${own}`);
+
+    const view = await arrived('the second visit', { kind: 'pageview', minted_token: own });
+    assert.equal(view.landing_token, token);
+    assert.equal(view.url, articleUrl, 'the URL is reported without the token');
+
+    // Re-sharing from there names the first token as parent: the cascade.
+    await page.locator('[data-lumen-share="email"]').first().click();
+    const reshare = await arrived('the re-share', { kind: 'share', share_token: own });
+    assert.equal(reshare.share_target, 'email');
+    assert.equal(reshare.parent_token, token);
+    assert.deepEqual(second.problems, []);
+    await second.context.close();
+  });
+
+  it('counts single-page-app navigations (pushState, popstate) as pageviews with new tokens', async () => {
+    const spa = await isolatedContext(browser);
+    const page = await openTracked(spa.context, `${demo.url}/live/`);
+    const home = await page.evaluate(() => window.lumen.token());
+    await page.getByRole('link', { name: 'Vienna' }).click();
+    await page.waitForURL(/\/live\/vienna#ls=/);
+    const vienna = await page.evaluate(() => window.lumen.token());
+    assert.notEqual(vienna, home);
+    assert.equal(page.url(), `${demo.url}/live/vienna#ls=${vienna}`);
+
+    const view = await arrived('the pushState pageview', { kind: 'pageview', minted_token: vienna });
+    assert.equal(view.url, `${demo.url}/live/vienna`);
+    assert.equal(view.referrer, `${demo.url}/live/`, 'an SPA view is referred by the previous view');
+    assert.equal(view.landing_token, null);
+
+    await page.goBack();
+    await page.waitForURL((url) => url.pathname === '/live/' && url.hash !== `#ls=${home}`);
+    const back = await page.evaluate(() => window.lumen.token());
+    assert.ok(![home, vienna].includes(back));
+    const popped = await arrived('the popstate pageview', { kind: 'pageview', minted_token: back });
+    assert.equal(popped.url, `${demo.url}/live/`);
+    assert.equal(popped.landing_token, null, 'our own earlier token is not a landing token');
+    assert.deepEqual(spa.problems, []);
+    await spa.context.close();
+  });
+
+  it('keeps the page working while ingest is down and delivers the events once it is back', async () => {
+    const outage = await isolatedContext(browser);
+    const page = await openTracked(outage.context, `${demo.url}/live/lisbon`);
+    const lisbon = await page.evaluate(() => window.lumen.token());
+    await arrived('the pageview before the outage', { kind: 'pageview', minted_token: lisbon });
+
+    await ingest.stop();
+    await copyText(page, '#story');
+    await page.locator('[data-lumen-share="x"]').click();
+    await page.getByRole('link', { name: 'Stockholm' }).click();
+    await page.waitForURL(/\/live\/stockholm#ls=/);
+    assert.equal(await page.locator('#headline').textContent(), 'Stockholm: arrival on time');
+    const stockholm = await page.evaluate(() => window.lumen.token());
+    assert.notEqual(stockholm, lisbon);
+    // Let the tracker try (and fail) at least once before ingest returns.
+    await waitFor('a refused delivery', () => outage.problems.length > 0, 10000);
+    assert.deepEqual(
+      outage.problems.filter((p) => !REFUSED.test(p)),
+      [],
+      'nothing but the browser’s own network log line',
+    );
+
+    await ingest.start();
+    await arrived('the copy share made during the outage', { kind: 'share', share_method: 'copy', share_token: lisbon });
+    await arrived('the x share made during the outage', { kind: 'share', share_target: 'x', share_token: lisbon });
+    const view = await arrived('the pageview made during the outage', { kind: 'pageview', minted_token: stockholm });
+    assert.ok(view.sent_at > view.received_at - 60000, 'sent_at is stamped when finally sent');
+    assert.deepEqual(
+      outage.problems.filter((p) => !REFUSED.test(p)),
+      [],
+    );
+    await outage.context.close();
+  });
+
+  after(() => first?.context.close());
+});
+
+describe('t.js options and edge cases', () => {
+  /** Sets extra attributes on the Lumen tag of every page of `context`, before
+   * t.js runs: the observer fires as the parser inserts the tag, while the async
+   * script is still loading. (Rewriting the HTML with route.fulfill would make
+   * Chromium treat the page as public and block its requests to 127.0.0.1.) */
+  function withTag(context, attributes) {
+    return context.addInitScript((attrs) => {
+      const observer = new MutationObserver(() => {
+        const tag = document.querySelector('script[data-site]');
+        if (!tag) return;
+        for (const [name, value] of Object.entries(attrs)) tag.setAttribute(name, value);
+        observer.disconnect();
+      });
+      observer.observe(document, { childList: true, subtree: true });
+    }, attributes);
+  }
+
+  it('runs calls queued before t.js loaded', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    await context.addInitScript(() => {
+      window.lumen = [(api) => (window.queuedToken = api.token())];
+    });
+    const page = await openTracked(context, `${demo.url}/`);
+    assert.equal(await page.evaluate(() => window.queuedToken), await page.evaluate(() => window.lumen.token()));
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('appends "Read more: <tokened link>" to copied text with data-copy-link', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const path = '/articles/group-chats.html';
+    await withTag(context, { 'data-copy-link': '' });
+    const page = await openTracked(context, `${demo.url}${path}`);
+    await page.evaluate(() =>
+      document.addEventListener('copy', (e) => (window.copied = e.clipboardData.getData('text/plain'))),
+    );
+    await copyText(page, '#forwarding');
+    const token = await page.evaluate(() => window.lumen.token());
+    assert.equal(await page.evaluate(() => window.copied), `Forwarded many times\n\nRead more: ${demo.url}${path}#ls=${token}`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('tracks nothing under Global Privacy Control when the tag has data-respect-gpc', async () => {
+    for (const [attributes, tracked] of [
+      [{ 'data-respect-gpc': '' }, false],
+      [{}, true],
+    ]) {
+      const { context, problems } = await isolatedContext(browser);
+      await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }));
+      await withTag(context, attributes);
+      const posts = [];
+      context.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
+      const page = await openTracked(context, `${demo.url}/articles/night-trains.html`);
+      const token = await page.evaluate(() => window.lumen.token());
+      assert.equal(Boolean(token), tracked, JSON.stringify(attributes));
+      assert.equal(new URL(page.url()).hash, tracked ? `#ls=${token}` : '');
+      if (!tracked) {
+        await page.locator('[data-lumen-share="whatsapp"]').first().click();
+        await copyText(page, 'article p');
+        await page.evaluate(() => history.pushState(null, '', '/articles/elsewhere.html'));
+        assert.equal(await page.evaluate(() => window.lumen.token()), undefined);
+        assert.deepEqual(posts, [], 'no event left the page');
+      }
+      assert.deepEqual(problems, []);
+      await context.close();
+    }
+  });
+
+  it('keeps in-page anchors working next to the token', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const page = await context.newPage();
+    await page.setViewportSize({ width: 600, height: 300 });
+    const path = '/articles/night-trains.html';
+    await page.goto(`${demo.url}${path}#tips&ls=${VECTOR_TOKEN}`);
+    await page.waitForFunction(() => typeof window.lumen?.token === 'function');
+    const token = await page.evaluate(() => window.lumen.token());
+    assert.equal(page.url(), `${demo.url}${path}#tips&ls=${token}`);
+    await waitFor('the landing anchor scrolled into view', () => page.locator('#tips').isVisible() && page.evaluate(() => scrollY > 0));
+    const view = await arrived('the anchored landing', { kind: 'pageview', minted_token: token });
+    assert.equal(view.landing_token, VECTOR_TOKEN);
+    assert.equal(view.url, `${demo.url}${path}#tips`);
+
+    await page.locator('.toc a[href="#routes"]').click();
+    await page.waitForURL(`${demo.url}${path}#routes&ls=${token}`);
+    assert.equal(await page.evaluate(() => window.lumen.token()), token, 'an anchor is not a new pageview');
+    assert.equal(await page.evaluate(() => history.length - window.historyAtStart), 1, 'only the click added an entry');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('reads ?ls= where the fragment was lost, and takes it out of the address bar', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const path = '/articles/group-chats.html';
+    const page = await openTracked(context, `${demo.url}${path}?ls=${VECTOR_TOKEN}`);
+    const token = await page.evaluate(() => window.lumen.token());
+    assert.equal(page.url(), `${demo.url}${path}#ls=${token}`);
+    const view = await arrived('the ?ls= landing', { kind: 'pageview', minted_token: token });
+    assert.equal(view.landing_token, VECTOR_TOKEN);
+    assert.equal(view.url, `${demo.url}${path}`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+});
