@@ -1,22 +1,71 @@
-//! Lumen enrich: token resolution, channel inference and user-agent parsing: lumen.raw in, lumen.enriched out.
+//! Lumen enrich: token resolution, channel inference and user-agent parsing:
+//! `lumen.raw` in, `lumen.enriched` (and `lumen.shares`, `lumen.dlq`) out,
+//! exactly once.
+//!
+//! The data's walk: `consume` (batches, rebalances, transactions) →
+//! `enrich` (one event: `user_agent`, `tokens`, `classify` with the
+//! `rules` and `domains` tables) → `produce` (output records, one
+//! transaction via `transaction`). `restore` rebuilds a partition's state,
+//! `dedupe` drops tracker retries, `explain` is the classifier on the
+//! command line.
 
+pub mod classify;
 pub mod config;
+pub mod consume;
+pub mod dedupe;
+pub mod domains;
+pub mod enrich;
+pub mod error;
+pub mod explain;
+pub mod metrics;
+pub mod produce;
+pub mod restore;
+pub mod rules;
+pub mod tokens;
+pub mod transaction;
+pub mod user_agent;
+
+use std::net::SocketAddr;
 
 pub use config::Config;
+pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
+use tokio::task::JoinHandle;
 
-/// Runs the service until `shutdown` fires.
-pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+/// A service started in the background.
+pub struct Running {
+    /// The admin server's bound address (useful with port 0).
+    pub admin_addr: SocketAddr,
+    /// Ends when the service has stopped: after `shutdown` fires and the
+    /// last batch is committed, or on a fatal error.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Validates `config`, starts the admin server and the consume loop.
+pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    config.validate()?;
     let registry = prometheus::Registry::new();
+    let metrics = metrics::Metrics::register(&registry)?;
     let readiness = Readiness::new();
     let admin = AdminServer::start(
         config.admin.addr_or(config::DEFAULT_ADMIN_PORT),
         registry,
-        readiness,
+        readiness.clone(),
         shutdown.clone(),
     )
     .await?;
-    shutdown.wait().await;
-    admin.task.await??;
-    Ok(())
+    let admin_addr = admin.local_addr;
+    let task = tokio::spawn(async move {
+        let result = consume::run(config, metrics, readiness, shutdown.clone()).await;
+        // A fatal pipeline error stops the admin server too.
+        shutdown.trigger();
+        admin.task.await??;
+        Ok(result?)
+    });
+    Ok(Running { admin_addr, task })
+}
+
+/// Runs the service until `shutdown` fires.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    start(config, shutdown).await?.task.await?
 }

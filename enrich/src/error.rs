@@ -1,0 +1,93 @@
+//! Errors of lumen-enrich, each with a bounded `reason()` label for metrics
+//! and dead-letter headers. Record-level errors (a payload that does not
+//! decode, a share without its token) send that record to `lumen.dlq`;
+//! the others stop the service.
+
+use rdkafka::error::KafkaError;
+
+/// Everything that can go wrong in lumen-enrich.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The payload is not a raw event this build can decode.
+    #[error("cannot decode raw event: {0}")]
+    Decode(#[source] lumen_schemas::Error),
+    /// A share event lacks a field every share has.
+    #[error("share event without {0}")]
+    InvalidShare(&'static str),
+    /// An output record could not be encoded (a bug, not bad input).
+    #[error("cannot encode output: {0}")]
+    Encode(#[source] lumen_schemas::Error),
+    /// A Kafka operation failed.
+    #[error("kafka {operation}: {source}")]
+    Kafka {
+        /// What was being done.
+        operation: &'static str,
+        /// The client error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The configuration or the topics do not allow the service to start.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Reading or writing explain's JSON lines.
+    #[error("explain: {0}")]
+    Io(#[from] std::io::Error),
+    /// An explain input line is not a valid event.
+    #[error("line {line}: {source}")]
+    Json {
+        /// 1-based line number.
+        line: usize,
+        /// The parser error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// A bounded label for metrics and the `lumen.reason` DLQ header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Decode(inner) => inner.reason(),
+            Self::InvalidShare(_) => "invalid_share",
+            Self::Encode(_) => "encode",
+            Self::Kafka { source, .. } => lumen_runtime::kafka::error_tag(source),
+            Self::Config(_) => "config",
+            Self::Task(_) => "task",
+            Self::Io(_) => "io",
+            Self::Json { .. } => "json",
+        }
+    }
+
+    /// Shorthand for a Kafka error during `operation`.
+    pub fn kafka(operation: &'static str) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Self::Kafka { operation, source }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::RDKafkaErrorCode;
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case(Error::Decode(lumen_schemas::Error::BadMagic), "bad_magic")]
+    #[case(Error::Decode(lumen_schemas::Error::Truncated(3)), "truncated")]
+    #[case(Error::InvalidShare("share_token"), "invalid_share")]
+    #[case(Error::Config("x".into()), "config")]
+    #[case(
+        Error::kafka("commit")(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced)),
+        "fenced"
+    )]
+    fn reasons_are_bounded_labels(#[case] error: Error, #[case] reason: &str) {
+        assert_eq!(error.reason(), reason);
+    }
+}

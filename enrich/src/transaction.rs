@@ -1,0 +1,175 @@
+//! A small wrapper over rdkafka's transactional producer: one open
+//! transaction at a time ([`TransactionalProducer::begin`] borrows the
+//! producer mutably), sends, the consumer's offsets inside the transaction,
+//! then [`Transaction::commit`] or [`Transaction::abort`]. librdkafka's
+//! transactional calls block, so they run on `spawn_blocking`.
+//!
+//! Pure mechanism: what to send and what to do after a failure is decided
+//! by the consume loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{TopicPartitionList, message::ToBytes};
+
+use crate::error::{Error, Result};
+
+/// A transactional producer (`transactional.id` set, transactions
+/// initialised).
+pub struct TransactionalProducer {
+    producer: Arc<FutureProducer>,
+    timeout: Duration,
+}
+
+impl TransactionalProducer {
+    /// Creates the producer and initialises transactions, which fences any
+    /// older instance with the same `transactional.id` and aborts what it
+    /// left open. `timeout` bounds each blocking transactional call.
+    pub async fn new(config: &ClientConfig, timeout: Duration) -> Result<Self> {
+        let producer: FutureProducer = config.create().map_err(Error::kafka("create producer"))?;
+        let producer = Arc::new(producer);
+        let init = Arc::clone(&producer);
+        tokio::task::spawn_blocking(move || init.init_transactions(timeout))
+            .await?
+            .map_err(Error::kafka("init transactions"))?;
+        Ok(Self { producer, timeout })
+    }
+
+    /// Begins a transaction; only one is open at a time.
+    pub fn begin(&mut self) -> Result<Transaction<'_>> {
+        // A local state change in librdkafka: it does not block.
+        self.producer
+            .begin_transaction()
+            .map_err(Error::kafka("begin transaction"))?;
+        Ok(Transaction {
+            producer: &self.producer,
+            timeout: self.timeout,
+            deliveries: Vec::new(),
+        })
+    }
+}
+
+/// An open transaction. Dropping it without `commit` or `abort` leaves it
+/// open until the broker's `transaction.timeout.ms`; the consume loop never
+/// does.
+pub struct Transaction<'a> {
+    producer: &'a Arc<FutureProducer>,
+    timeout: Duration,
+    deliveries: Vec<DeliveryFuture>,
+}
+
+impl Transaction<'_> {
+    /// Enqueues a record in the transaction.
+    pub fn send<K, P>(&mut self, record: FutureRecord<'_, K, P>) -> Result<()>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(error, _)| Error::kafka("enqueue")(error))?;
+        self.deliveries.push(delivery);
+        Ok(())
+    }
+
+    /// Adds the consumer's offsets to the transaction, so they commit with
+    /// it. Kafka's committed offset is the *next* offset to read: callers
+    /// pass the last processed offset + 1.
+    pub async fn send_offsets(
+        &mut self,
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let producer = Arc::clone(self.producer);
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            producer.send_offsets_to_transaction(&offsets, &group, timeout)
+        })
+        .await?
+        .map_err(Error::kafka("send offsets"))
+    }
+
+    /// Waits for every record's acknowledgement, then commits. On failure
+    /// the transaction is aborted before the error is returned.
+    pub async fn commit(mut self) -> Result<()> {
+        if let Err(error) = self.await_deliveries().await {
+            self.abort().await?;
+            return Err(error);
+        }
+        let producer = Arc::clone(self.producer);
+        let timeout = self.timeout;
+        let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
+            .await?
+            .map_err(Error::kafka("commit transaction"));
+        if let Err(error) = committed {
+            if !is_fatal(&error) {
+                self.abort().await?;
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Aborts: nothing sent in the transaction becomes visible to
+    /// `read_committed` readers, and the offsets are not committed.
+    pub async fn abort(self) -> Result<()> {
+        let producer = Arc::clone(self.producer);
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
+            .await?
+            .map_err(Error::kafka("abort transaction"))
+    }
+
+    async fn await_deliveries(&mut self) -> Result<()> {
+        for delivery in self.deliveries.drain(..) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(Error::kafka("deliver")(error)),
+                Err(_) => return Err(Error::kafka("deliver")(KafkaError::Canceled)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the producer can no longer be used (fenced by a newer instance,
+/// or a fatal librdkafka error): the service must stop, not retry.
+pub fn is_fatal(error: &Error) -> bool {
+    let Error::Kafka { source, .. } = error else {
+        return false;
+    };
+    match source {
+        KafkaError::Transaction(inner) => inner.is_fatal(),
+        other => matches!(
+            other.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::Fatal
+            )
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case(RDKafkaErrorCode::ProducerFenced, true)]
+    #[case(RDKafkaErrorCode::InvalidProducerEpoch, true)]
+    #[case(RDKafkaErrorCode::MessageTimedOut, false)]
+    #[case(RDKafkaErrorCode::CoordinatorLoadInProgress, false)]
+    fn fatal_errors_stop_the_service(#[case] code: RDKafkaErrorCode, #[case] fatal: bool) {
+        let error = Error::kafka("commit")(KafkaError::MessageProduction(code));
+        assert_eq!(is_fatal(&error), fatal);
+        assert!(!is_fatal(&Error::Config("x".into())));
+    }
+}
