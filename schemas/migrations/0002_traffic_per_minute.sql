@@ -1,7 +1,13 @@
 -- Real-time aggregates per site x minute x channel x channel_source, fed by
--- materialized views. Target tables keep their own deduplication window so a
--- retried insert into lumen.events is not counted twice here either (the
--- sink inserts with deduplicate_blocks_in_dependent_materialized_views = 1).
+-- materialized views on every insert into events. Target tables keep their
+-- own deduplication window so that a retried insert into events is not
+-- counted twice here either (the sink inserts with
+-- deduplicate_blocks_in_dependent_materialized_views = 1).
+--
+-- visits and visitors count pageviews of people (bots and link-preview
+-- fetchers excluded); shares_* count explicit share events by method;
+-- preview_fetches counts link-preview fetchers (evidence of a pasted link).
+-- Read visitors with uniqCombinedMerge(visitors).
 CREATE TABLE IF NOT EXISTS {db}.traffic_per_minute
 (
     site_id LowCardinality(String),
@@ -16,7 +22,7 @@ CREATE TABLE IF NOT EXISTS {db}.traffic_per_minute
     preview_fetches SimpleAggregateFunction(sum, UInt64)
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY toDate(minute)
+PARTITION BY toYYYYMM(minute)
 ORDER BY (site_id, minute, channel, channel_source)
 SETTINGS non_replicated_deduplication_window = 10000;
 
@@ -44,7 +50,7 @@ CREATE TABLE IF NOT EXISTS {db}.previews_per_minute
     fetches SimpleAggregateFunction(sum, UInt64)
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY toDate(minute)
+PARTITION BY toYYYYMM(minute)
 ORDER BY (site_id, minute, preview_app)
 SETTINGS non_replicated_deduplication_window = 10000;
 

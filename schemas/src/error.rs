@@ -36,6 +36,9 @@ pub enum Error {
     /// A database name that is not a plain identifier.
     #[error("invalid database name `{0}`: use letters, digits and underscores")]
     InvalidDatabase(String),
+    /// A retention period of zero days would drop every row.
+    #[error("the events retention must be at least one day")]
+    InvalidRetention,
     /// ClickHouse refused or could not run a migration.
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
@@ -64,6 +67,7 @@ impl Error {
             Self::Encode(_) => "encode",
             Self::InvalidSchema { .. } => "invalid_schema",
             Self::InvalidDatabase(_) => "invalid_database",
+            Self::InvalidRetention => "invalid_retention",
             Self::Migration { .. } => "migration",
             Self::ClickHouse(_) => "clickhouse",
         }

@@ -123,8 +123,33 @@ pub async fn migrate(client: &Client, database: &str) -> Result<Vec<u32>> {
     Ok(newly_applied)
 }
 
+/// Tables whose rows expire after the retention period, with the column
+/// that dates a row. Aggregates are small and kept for year-on-year views.
+pub const RETENTION_TABLES: &[(&str, &str)] = &[("events", "received_at"), ("minted_tokens", "minted_at")];
+
+/// Sets the TTL of the raw tables ([`RETENTION_TABLES`]) to `days` days.
+/// Run at every start-up so that changing the configured value is enough;
+/// existing parts are not rewritten (`materialize_ttl_after_modify = 0`):
+/// expired ones are dropped whole as merges and the TTL check reach them.
+pub async fn set_retention(client: &Client, database: &str, days: u32) -> Result<()> {
+    validate_database(database)?;
+    if days == 0 {
+        return Err(Error::InvalidRetention);
+    }
+    for (table, column) in RETENTION_TABLES {
+        client
+            .query(&format!(
+                "ALTER TABLE {database}.{table} MODIFY TTL toDateTime({column}) + toIntervalDay({days})"
+            ))
+            .with_setting("materialize_ttl_after_modify", "0")
+            .execute()
+            .await?;
+    }
+    Ok(())
+}
+
 /// Database names are substituted into DDL, so only plain identifiers pass.
-fn validate_database(database: &str) -> Result<()> {
+pub fn validate_database(database: &str) -> Result<()> {
     let plain = !database.is_empty()
         && database.len() <= 64
         && database

@@ -1,7 +1,12 @@
-//! Flags and `LUMEN_*` variables of `lumen-sink`.
+//! Flags and `LUMEN_*` variables of `lumen-sink`, and their validation at
+//! start-up. Nothing here connects to anything.
 
-use clap::Parser;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 use lumen_runtime::{AdminConfig, KafkaConfig, LogConfig, TopicsConfig};
+
+use crate::error::{Error, Result};
 
 /// Admin port from DESIGN.md.
 pub const DEFAULT_ADMIN_PORT: u16 = 9103;
@@ -10,6 +15,9 @@ pub const DEFAULT_ADMIN_PORT: u16 = 9103;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "lumen-sink", version)]
 pub struct Config {
+    /// What to do; without a subcommand the sink runs until SIGTERM.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Kafka connection.
     #[command(flatten)]
     pub kafka: KafkaConfig,
@@ -22,4 +30,268 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+    /// ClickHouse connection and model.
+    #[command(flatten)]
+    pub clickhouse: ClickHouseConfig,
+    /// Batching, retries and shutdown.
+    #[command(flatten)]
+    pub batch: BatchConfig,
+    /// Kafka consumer group of the sink; every instance of one deployment
+    /// shares it.
+    #[arg(
+        long = "consumer-group",
+        env = "LUMEN_SINK_CONSUMER_GROUP",
+        default_value = "lumen-sink"
+    )]
+    pub consumer_group: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Apply the ClickHouse migrations and the retention, then exit.
+    Migrate,
+}
+
+/// Where ClickHouse is and how long raw events live there.
+#[derive(Debug, Clone, Args)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP interface.
+    #[arg(
+        long = "clickhouse-url",
+        env = "LUMEN_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:8123"
+    )]
+    pub url: String,
+    /// Database holding the Lumen model (created by the migrations).
+    #[arg(
+        long = "clickhouse-database",
+        env = "LUMEN_CLICKHOUSE_DATABASE",
+        default_value = "lumen"
+    )]
+    pub database: String,
+    /// ClickHouse user.
+    #[arg(
+        long = "clickhouse-user",
+        env = "LUMEN_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub user: String,
+    /// ClickHouse password (prefer the environment variable to the flag).
+    #[arg(
+        long = "clickhouse-password",
+        env = "LUMEN_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub password: String,
+    /// Days raw events (`events`, `minted_tokens`) are kept; aggregates are kept
+    /// for ever. Applied at every start-up.
+    #[arg(
+        long = "events-ttl-days",
+        env = "LUMEN_EVENTS_TTL_DAYS",
+        default_value_t = 395
+    )]
+    pub events_ttl_days: u32,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".to_owned(),
+            database: "lumen".to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+            events_ttl_days: 395,
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    /// A client for the configured server and database, LZ4-compressed.
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_password(&self.password)
+            .with_database(&self.database)
+            .with_compression(clickhouse::Compression::Lz4)
+    }
+}
+
+/// Batch bounds, retry pacing and shutdown budget.
+#[derive(Debug, Clone, Args)]
+pub struct BatchConfig {
+    /// A partition's batch is inserted when it holds this many Kafka records.
+    #[arg(
+        long = "batch-max-rows",
+        env = "LUMEN_SINK_BATCH_MAX_ROWS",
+        default_value_t = 50_000
+    )]
+    pub max_rows: usize,
+    /// ... or this many payload bytes.
+    #[arg(
+        long = "batch-max-bytes",
+        env = "LUMEN_SINK_BATCH_MAX_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub max_bytes: usize,
+    /// ... or when its first record has waited this long, in milliseconds.
+    #[arg(
+        long = "batch-max-age-ms",
+        env = "LUMEN_SINK_BATCH_MAX_AGE_MS",
+        default_value_t = 1_000
+    )]
+    pub max_age_ms: u64,
+    /// First pause after a failed insert, in milliseconds; doubles per retry,
+    /// with jitter.
+    #[arg(
+        long = "retry-initial-ms",
+        env = "LUMEN_SINK_RETRY_INITIAL_MS",
+        default_value_t = 100
+    )]
+    pub retry_initial_ms: u64,
+    /// Longest pause between retries, in milliseconds. Retries never stop:
+    /// a batch is never dropped.
+    #[arg(
+        long = "retry-max-ms",
+        env = "LUMEN_SINK_RETRY_MAX_MS",
+        default_value_t = 10_000
+    )]
+    pub retry_max_ms: u64,
+    /// Longest an insert may take before it counts as failed, in milliseconds.
+    #[arg(
+        long = "insert-timeout-ms",
+        env = "LUMEN_SINK_INSERT_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub insert_timeout_ms: u64,
+    /// On SIGTERM, how long to keep inserting and committing what was read,
+    /// in milliseconds; what is left is read again by the next owner.
+    #[arg(
+        long = "shutdown-timeout-ms",
+        env = "LUMEN_SINK_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 20_000
+    )]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 50_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age_ms: 1_000,
+            retry_initial_ms: 100,
+            retry_max_ms: 10_000,
+            insert_timeout_ms: 30_000,
+            shutdown_timeout_ms: 20_000,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// See [`BatchConfig::max_age_ms`].
+    pub fn max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms)
+    }
+    /// See [`BatchConfig::insert_timeout_ms`].
+    pub fn insert_timeout(&self) -> Duration {
+        Duration::from_millis(self.insert_timeout_ms)
+    }
+    /// See [`BatchConfig::shutdown_timeout_ms`].
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            command: None,
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            admin: AdminConfig { addr: None },
+            log: LogConfig::default(),
+            clickhouse: ClickHouseConfig::default(),
+            batch: BatchConfig::default(),
+            consumer_group: "lumen-sink".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Refuses settings that cannot work, saying what to fix.
+    pub fn validate(&self) -> Result<()> {
+        let batch = &self.batch;
+        let checks: [(bool, &str); 9] = [
+            (batch.max_rows > 0, "--batch-max-rows must be at least 1"),
+            (batch.max_bytes > 0, "--batch-max-bytes must be at least 1"),
+            (batch.max_age_ms > 0, "--batch-max-age-ms must be at least 1"),
+            (batch.retry_initial_ms > 0, "--retry-initial-ms must be at least 1"),
+            (
+                batch.retry_max_ms >= batch.retry_initial_ms,
+                "--retry-max-ms must be at least --retry-initial-ms",
+            ),
+            (batch.insert_timeout_ms > 0, "--insert-timeout-ms must be at least 1"),
+            (
+                self.clickhouse.events_ttl_days > 0,
+                "--events-ttl-days must be at least 1",
+            ),
+            (
+                self.clickhouse.url.starts_with("http://")
+                    || self.clickhouse.url.starts_with("https://"),
+                "--clickhouse-url must start with http:// or https://",
+            ),
+            (
+                !self.consumer_group.trim().is_empty(),
+                "--consumer-group must not be empty",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err(Error::Config((*message).to_owned())),
+            None => lumen_schemas::migrate::validate_database(&self.clickhouse.database)
+                .map_err(|e| Error::Config(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_flags() {
+        let parsed = Config::try_parse_from(["lumen-sink"]).expect("no flags");
+        parsed.validate().expect("defaults validate");
+        let default = Config::default();
+        assert_eq!(parsed.batch.max_rows, default.batch.max_rows);
+        assert_eq!(parsed.batch.max_age_ms, default.batch.max_age_ms);
+        assert_eq!(parsed.clickhouse.url, default.clickhouse.url);
+        assert_eq!(parsed.clickhouse.database, default.clickhouse.database);
+        assert_eq!(parsed.consumer_group, default.consumer_group);
+        assert_eq!(parsed.command, None);
+    }
+
+    #[test]
+    fn migrate_is_a_subcommand() {
+        let parsed = Config::try_parse_from(["lumen-sink", "migrate"]).expect("migrate");
+        assert_eq!(parsed.command, Some(Command::Migrate));
+    }
+
+    #[rstest]
+    #[case(&["--batch-max-rows", "0"], "--batch-max-rows")]
+    #[case(&["--batch-max-age-ms", "0"], "--batch-max-age-ms")]
+    #[case(&["--retry-initial-ms", "500", "--retry-max-ms", "100"], "--retry-max-ms")]
+    #[case(&["--events-ttl-days", "0"], "--events-ttl-days")]
+    #[case(&["--clickhouse-url", "127.0.0.1:8123"], "--clickhouse-url")]
+    #[case(&["--clickhouse-database", "lumen-prod"], "lumen-prod")]
+    fn refuses_unusable_settings(#[case] flags: &[&str], #[case] mentions: &str) {
+        let args = std::iter::once("lumen-sink").chain(flags.iter().copied());
+        let config = Config::try_parse_from(args).expect("parses");
+        let message = config.validate().expect_err("refused").to_string();
+        assert!(message.contains(mentions), "{message}");
+    }
 }

@@ -1,22 +1,92 @@
-//! Lumen sink: batched, exactly-once writes of lumen.enriched into ClickHouse.
+//! Lumen sink: batched, exactly-once writes of `lumen.enriched` into
+//! ClickHouse, and the owner of the analysts' model (the migrations in
+//! `lumen-schemas`, applied here at start-up and by `lumen-sink migrate`).
+//!
+//! The data's walk: `consume` (Kafka, rebalances, commits) → `batch`
+//! (deterministic per-partition ranges) → `row` (event → ClickHouse row) →
+//! `insert` (RowBinary, dedup token, retries, split of refused batches) →
+//! `dlq` (what never becomes a row).
 
+pub mod batch;
 pub mod config;
+pub mod consume;
+pub mod dlq;
+pub mod error;
+pub mod insert;
+pub mod metrics;
+pub mod row;
 
-pub use config::Config;
+pub use config::{Command, Config};
+pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
+use lumen_schemas::Codec;
 
-/// Runs the service until `shutdown` fires.
-pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let registry = prometheus::Registry::new();
+use crate::batch::Bounds;
+use crate::consume::{Delivery, Sink};
+use crate::dlq::KafkaDeadLetters;
+use crate::insert::{ClickHouseTable, Writer};
+use crate::metrics::Metrics;
+
+/// Applies the migrations and the events retention to the configured
+/// database; returns the versions applied by this call.
+pub async fn migrate(config: &Config) -> Result<Vec<u32>> {
+    let clickhouse = &config.clickhouse;
+    let client = clickhouse.client();
+    let applied = lumen_schemas::migrate::migrate(&client, &clickhouse.database).await?;
+    lumen_schemas::migrate::set_retention(&client, &clickhouse.database, clickhouse.events_ttl_days).await?;
+    Ok(applied)
+}
+
+/// Runs the command of `config`: `migrate`, or the sink until `shutdown`
+/// fires (migrating first).
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
+    config.validate()?;
+    if config.command == Some(Command::Migrate) {
+        let applied = migrate(&config).await?;
+        tracing::info!(?applied, database = %config.clickhouse.database, "migrations applied");
+        return Ok(());
+    }
+    let metrics = Metrics::new().map_err(|e| Error::Config(format!("metrics: {e}")))?;
     let readiness = Readiness::new();
     let admin = AdminServer::start(
         config.admin.addr_or(config::DEFAULT_ADMIN_PORT),
-        registry,
-        readiness,
+        metrics.registry.clone(),
+        readiness.clone(),
         shutdown.clone(),
     )
     .await?;
-    shutdown.wait().await;
-    admin.task.await??;
+    // A fresh database is created here; a sink that cannot reach ClickHouse
+    // at start-up fails fast rather than reading records it cannot write.
+    migrate(&config).await?;
+
+    let topic = &config.topics.enriched;
+    let consumer = consume::subscribe(&config.kafka, &config.consumer_group, topic, metrics.clone())?;
+    let writer = Writer::new(
+        ClickHouseTable::new(config.clickhouse.client(), config.batch.insert_timeout()),
+        topic,
+        std::time::Duration::from_millis(config.batch.retry_initial_ms),
+        std::time::Duration::from_millis(config.batch.retry_max_ms),
+        metrics.clone(),
+        readiness.clone(),
+    );
+    let delivery = Delivery {
+        writer,
+        dead_letters: KafkaDeadLetters::new(&config.kafka, &config.topics.dlq, topic)?,
+        codec: Codec::new().map_err(Error::Codec)?,
+        consumer,
+        topic: topic.clone(),
+        metrics,
+    };
+    let bounds = Bounds {
+        max_rows: config.batch.max_rows,
+        max_bytes: config.batch.max_bytes,
+        max_age: config.batch.max_age(),
+    };
+    readiness.set(true);
+    tracing::info!(%topic, group = %config.consumer_group, admin = %admin.local_addr, "sink running");
+    Sink::new(delivery, bounds).run(shutdown.clone(), config.batch.shutdown_timeout()).await;
+    readiness.set(false);
+    shutdown.trigger();
+    admin.task.await.map_err(|e| Error::Admin(std::io::Error::other(e)))??;
     Ok(())
 }

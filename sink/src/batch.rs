@@ -1,0 +1,336 @@
+//! Per-partition batching with deterministic boundaries.
+//!
+//! A batch is a contiguous range of one partition's offsets. Its ClickHouse
+//! `insert_deduplication_token` is `topic-partition-first-last`, so a batch
+//! replayed after a crash is a no-op in ClickHouse *only if* it is cut at
+//! exactly the same offsets. Size bounds are deterministic from the start
+//! offset; the time bound, a shutdown or a rebalance are not. So before a
+//! batch is inserted, its range is written as an [`Intent`] in the metadata
+//! of the partition's committed offset (see `consume.rs`); a new owner of
+//! the partition reads it and replays exactly that range first, whatever
+//! its own bounds are. Inserting and committing are not done here.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::dlq::DeadLetter;
+use crate::row::Record;
+
+/// When to cut a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Records (rows and dead letters) per batch.
+    pub max_rows: usize,
+    /// Payload bytes per batch.
+    pub max_bytes: usize,
+    /// Age of the oldest record.
+    pub max_age: Duration,
+}
+
+/// A record that becomes a row, with what the dead-letter topic needs if
+/// ClickHouse refuses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyed {
+    /// Kafka offset.
+    pub offset: i64,
+    /// Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The decoded record.
+    pub record: Record,
+}
+
+/// What one Kafka record became.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Transient: moved straight into a batch.
+pub enum Entry {
+    /// A row to insert.
+    Row(Keyed),
+    /// A record that will never be a row.
+    Dead(DeadLetter),
+}
+
+/// A contiguous offset range of one partition.
+#[derive(Debug)]
+pub struct Batch {
+    /// Kafka partition.
+    pub partition: i32,
+    /// First offset in the batch.
+    pub first_offset: i64,
+    /// Last offset in the batch.
+    pub last_offset: i64,
+    /// Rows, in offset order.
+    pub rows: Vec<Keyed>,
+    /// Records that never became rows.
+    pub dead: Vec<DeadLetter>,
+    /// Kafka records in the batch.
+    pub records: usize,
+    /// Payload bytes in the batch.
+    pub bytes: usize,
+    opened_at: Instant,
+}
+
+impl Batch {
+    fn open(partition: i32, offset: i64, now: Instant) -> Self {
+        Self {
+            partition,
+            first_offset: offset,
+            last_offset: offset,
+            rows: Vec::new(),
+            dead: Vec::new(),
+            records: 0,
+            bytes: 0,
+            opened_at: now,
+        }
+    }
+
+    /// The range this batch covers, as recorded before its insert.
+    pub fn intent(&self) -> Intent {
+        Intent { first_offset: self.first_offset, last_offset: self.last_offset }
+    }
+}
+
+/// The deduplication token of rows from offsets `first..=last`.
+pub fn dedup_token(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("{topic}-{partition}-{first}-{last}")
+}
+
+/// The offset range of a batch about to be inserted, kept in the committed
+/// offset's metadata until the batch's own commit replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    /// First offset of the batch.
+    pub first_offset: i64,
+    /// Last offset of the batch.
+    pub last_offset: i64,
+}
+
+const INTENT_PREFIX: &str = "lumen-sink/1 batch ";
+
+impl Intent {
+    /// The offset-commit metadata string.
+    pub fn encode(&self) -> String {
+        format!("{INTENT_PREFIX}{}-{}", self.first_offset, self.last_offset)
+    }
+
+    /// Reads metadata written by [`Intent::encode`]; anything else (empty,
+    /// another tool's) is no intent.
+    pub fn decode(metadata: &str) -> Option<Self> {
+        let (first, last) = metadata.strip_prefix(INTENT_PREFIX)?.split_once('-')?;
+        let intent = Self { first_offset: first.parse().ok()?, last_offset: last.parse().ok()? };
+        (intent.first_offset >= 0 && intent.first_offset <= intent.last_offset).then_some(intent)
+    }
+}
+
+/// The batches of one partition: one open, the sealed ones waiting to be
+/// inserted in order.
+#[derive(Debug)]
+pub struct Batcher {
+    partition: i32,
+    bounds: Bounds,
+    /// Cut exactly after this offset (the replay of an [`Intent`]), ignoring
+    /// the bounds until then.
+    replay_until: Option<i64>,
+    open: Option<Batch>,
+    sealed: VecDeque<Batch>,
+    /// Records in `open` and `sealed`.
+    records: usize,
+}
+
+impl Batcher {
+    /// A batcher for a partition whose committed offset carried `replay`.
+    pub fn new(partition: i32, bounds: Bounds, replay: Option<Intent>) -> Self {
+        Self {
+            partition,
+            bounds,
+            replay_until: replay.map(|intent| intent.last_offset),
+            open: None,
+            sealed: VecDeque::new(),
+            records: 0,
+        }
+    }
+
+    /// Adds the record at `offset`, `bytes` long, and seals by size.
+    pub fn push(&mut self, offset: i64, bytes: usize, entry: Entry, now: Instant) {
+        if let Some(until) = self.replay_until
+            && offset > until
+        {
+            // The replayed range ended at a record no longer delivered
+            // (removed by retention): cut where it would have been.
+            self.replay_until = None;
+            self.seal();
+        }
+        let batch = self
+            .open
+            .get_or_insert_with(|| Batch::open(self.partition, offset, now));
+        batch.last_offset = offset;
+        batch.records += 1;
+        self.records += 1;
+        batch.bytes += bytes;
+        match entry {
+            Entry::Row(row) => batch.rows.push(row),
+            Entry::Dead(letter) => batch.dead.push(letter),
+        }
+        let full = match self.replay_until {
+            Some(until) => offset >= until,
+            None => batch.records >= self.bounds.max_rows || batch.bytes >= self.bounds.max_bytes,
+        };
+        if full {
+            self.replay_until = None;
+            self.seal();
+        }
+    }
+
+    /// Seals the open batch if it has waited `max_age` and nothing else is
+    /// waiting (an older sealed batch means ClickHouse is behind: keep
+    /// filling this one up to its size bounds instead). A replay is never
+    /// cut by time.
+    pub fn seal_if_due(&mut self, now: Instant) {
+        let due = self.open.as_ref().is_some_and(|batch| {
+            now.saturating_duration_since(batch.opened_at) >= self.bounds.max_age
+        });
+        if due && self.sealed.is_empty() && self.replay_until.is_none() {
+            self.seal();
+        }
+    }
+
+    /// Seals the open batch whatever its size or age (shutdown).
+    pub fn seal(&mut self) {
+        if let Some(batch) = self.open.take() {
+            self.sealed.push_back(batch);
+        }
+    }
+
+    /// The oldest sealed batch, to insert next.
+    pub fn take_sealed(&mut self) -> Option<Batch> {
+        let batch = self.sealed.pop_front()?;
+        self.records -= batch.records;
+        Some(batch)
+    }
+
+    /// Records buffered (open and sealed), for the memory gauge.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Sealed batches waiting.
+    pub fn waiting(&self) -> usize {
+        self.sealed.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_none() && self.sealed.is_empty()
+    }
+
+    /// When the open batch becomes due, if there is one.
+    pub fn due_at(&self) -> Option<Instant> {
+        self.open.as_ref().map(|batch| batch.opened_at + self.bounds.max_age)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::row::sample;
+
+    const BOUNDS: Bounds = Bounds { max_rows: 3, max_bytes: 1_000, max_age: Duration::from_secs(1) };
+
+    fn row(offset: i64) -> Entry {
+        let record = Record::new(sample::event(offset as u64, 1_764_000_000_000)).expect("record");
+        Entry::Row(Keyed { offset, key: None, record })
+    }
+
+    fn ranges(batcher: &mut Batcher) -> Vec<(i64, i64)> {
+        std::iter::from_fn(|| batcher.take_sealed())
+            .map(|b| (b.first_offset, b.last_offset))
+            .collect()
+    }
+
+    #[test]
+    fn cuts_by_rows_from_the_start_offset() {
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, None);
+        for offset in [10, 11, 13, 14, 15, 16, 17] {
+            batcher.push(offset, 10, row(offset), now);
+        }
+        assert_eq!(ranges(&mut batcher), vec![(10, 13), (14, 16)]);
+        assert!(!batcher.is_empty(), "17 is still open");
+    }
+
+    #[test]
+    fn cuts_by_bytes() {
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, None);
+        batcher.push(0, 600, row(0), now);
+        batcher.push(1, 600, row(1), now);
+        batcher.push(2, 10, row(2), now);
+        assert_eq!(ranges(&mut batcher), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn seals_by_age_only_when_nothing_waits() {
+        let start = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, None);
+        batcher.push(0, 1, row(0), start);
+        batcher.seal_if_due(start + Duration::from_millis(999));
+        assert_eq!(batcher.waiting(), 0);
+        batcher.seal_if_due(start + Duration::from_secs(1));
+        assert_eq!(batcher.waiting(), 1);
+        batcher.push(1, 1, row(1), start);
+        batcher.seal_if_due(start + Duration::from_secs(5));
+        assert_eq!(batcher.waiting(), 1, "an older batch is waiting: keep filling");
+    }
+
+    #[rstest]
+    #[case::same_bounds(3, vec![(10, 12), (13, 15)])]
+    #[case::smaller_bounds_now(1, vec![(10, 12), (13, 13), (14, 14), (15, 15)])]
+    #[case::larger_bounds_now(100, vec![(10, 12)])]
+    fn a_replay_is_cut_exactly_where_the_intent_says(
+        #[case] max_rows: usize,
+        #[case] expected: Vec<(i64, i64)>,
+    ) {
+        // The crashed owner had inserted 10..=12 (cut by time) without committing.
+        let intent = Intent { first_offset: 10, last_offset: 12 };
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, Bounds { max_rows, ..BOUNDS }, Some(intent));
+        for offset in 10..=15 {
+            batcher.push(offset, 1, row(offset), now);
+            batcher.seal_if_due(now + Duration::from_secs(60));
+        }
+        assert_eq!(ranges(&mut batcher), expected);
+    }
+
+    #[test]
+    fn a_replay_whose_last_record_is_gone_is_cut_before_the_next() {
+        let intent = Intent { first_offset: 10, last_offset: 12 };
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, Bounds { max_rows: 100, ..BOUNDS }, Some(intent));
+        batcher.push(10, 1, row(10), now);
+        batcher.push(14, 1, row(14), now);
+        assert_eq!(ranges(&mut batcher), vec![(10, 10)]);
+    }
+
+    #[rstest]
+    #[case(Intent { first_offset: 0, last_offset: 0 })]
+    #[case(Intent { first_offset: 17, last_offset: 49_999 })]
+    fn intents_round_trip(#[case] intent: Intent) {
+        assert_eq!(Intent::decode(&intent.encode()), Some(intent));
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("lumen-sink/1 batch 5")]
+    #[case("lumen-sink/1 batch 9-5")]
+    #[case("lumen-sink/1 batch -1-5")]
+    #[case("someone else's metadata")]
+    fn foreign_metadata_is_no_intent(#[case] metadata: &str) {
+        assert_eq!(Intent::decode(metadata), None);
+    }
+
+    #[test]
+    fn tokens_name_topic_partition_and_range() {
+        assert_eq!(dedup_token("lumen.enriched", 2, 10, 99), "lumen.enriched-2-10-99");
+    }
+}

@@ -1,0 +1,513 @@
+//! The consumer loop: reads `lumen.enriched` (read_committed, consumer group,
+//! manual commits), decodes each record into a row or a dead letter, batches
+//! per partition (`batch.rs`), and runs at most one delivery per partition at
+//! a time: record the batch's range as an intent in the committed offset's
+//! metadata, insert (`insert.rs`), send dead letters (`dlq.rs`), and only
+//! then commit the offset after the batch.
+//!
+//! Memory is bounded: a partition with one delivery in flight and one sealed
+//! batch waiting is paused, and polled again when it catches up; polling
+//! continues meanwhile, so the group membership survives a ClickHouse outage.
+//!
+//! Rebalances discard and rewind: a revoked partition's buffered records are
+//! dropped and its delivery aborted; whoever owns it next reads from the
+//! committed offset, replays the recorded intent with the same deduplication
+//! token, and nothing is lost or doubled. On shutdown, everything read is
+//! sealed and delivered within the shutdown budget.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use lumen_schemas::{Codec, EnrichedEvent};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::task::{AbortHandle, JoinError, JoinSet};
+
+use crate::batch::{Batch, Batcher, Bounds, Entry, Intent, Keyed};
+use crate::dlq::{DeadLetter, DeadLetters};
+use crate::error::{Error, Result};
+use crate::insert::{Table, Writer};
+use crate::metrics::Metrics;
+use crate::row::Record;
+
+/// How long a blocking Kafka group call (commit, committed offsets) may take.
+const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the rebalance callback saw, for the loop to apply in order.
+#[derive(Debug)]
+enum RebalanceEvent {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// The consumer's context: records rebalances and exports lag.
+pub struct SinkContext {
+    topic: String,
+    events: Mutex<Vec<RebalanceEvent>>,
+    metrics: Metrics,
+}
+
+impl SinkContext {
+    fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+    }
+
+    fn push(&self, event: RebalanceEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+
+    fn take(&self) -> Vec<RebalanceEvent> {
+        self.events.lock().map(|mut events| std::mem::take(&mut *events)).unwrap_or_default()
+    }
+}
+
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for (partition, stats) in &topic.partitions {
+            // Partition -1 is librdkafka's internal queue; lag is -1 until known.
+            if *partition >= 0 && stats.consumer_lag >= 0 {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[&partition.to_string()])
+                    .set(stats.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    // Runs on the task polling the consumer, inside `recv()`: the loop sees
+    // the event before the first record of the new assignment.
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => self.push(RebalanceEvent::Revoked(self.partitions(list))),
+            Rebalance::Assign(list) => self.push(RebalanceEvent::Assigned(self.partitions(list))),
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
+
+/// The sink's consumer.
+pub type SinkConsumer = StreamConsumer<SinkContext>;
+
+/// Creates the consumer and subscribes it to `topic`.
+pub fn subscribe(
+    kafka: &lumen_runtime::KafkaConfig,
+    group: &str,
+    topic: &str,
+    metrics: Metrics,
+) -> Result<Arc<SinkConsumer>> {
+    let context = SinkContext { topic: topic.to_owned(), events: Mutex::new(Vec::new()), metrics };
+    let consumer: SinkConsumer = kafka
+        .client_config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+        ])
+        .create_with_context(context)
+        .map_err(Error::kafka("create consumer"))?;
+    consumer.subscribe(&[topic]).map_err(Error::kafka("subscribe"))?;
+    Ok(Arc::new(consumer))
+}
+
+/// What a delivery task hands back.
+struct Delivered {
+    partition: i32,
+    epoch: u64,
+    last_offset: i64,
+    records: usize,
+}
+
+/// Everything a delivery task needs, shared by all of them.
+pub struct Delivery<T, D> {
+    /// Inserts batches.
+    pub writer: Writer<T>,
+    /// Sends dead letters.
+    pub dead_letters: D,
+    /// Re-encodes events ClickHouse refused, for the dead-letter topic.
+    pub codec: Codec<EnrichedEvent>,
+    /// The consumer, for intent commits.
+    pub consumer: Arc<SinkConsumer>,
+    /// The topic read.
+    pub topic: String,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+struct PartitionState {
+    epoch: u64,
+    batcher: Batcher,
+    in_flight: Option<(AbortHandle, usize)>,
+    paused: bool,
+}
+
+/// The loop's state.
+pub struct Sink<T, D> {
+    consumer: Arc<SinkConsumer>,
+    delivery: Arc<Delivery<T, D>>,
+    bounds: Bounds,
+    partitions: HashMap<i32, PartitionState>,
+    tasks: JoinSet<Delivered>,
+    next_epoch: u64,
+    /// Offsets acknowledged and committed asynchronously, committed again
+    /// synchronously at shutdown.
+    acked: HashMap<i32, i64>,
+}
+
+impl<T: Table, D: DeadLetters> Sink<T, D> {
+    /// A loop reading through `delivery.consumer`.
+    pub fn new(delivery: Delivery<T, D>, bounds: Bounds) -> Self {
+        Self {
+            consumer: delivery.consumer.clone(),
+            delivery: Arc::new(delivery),
+            bounds,
+            partitions: HashMap::new(),
+            tasks: JoinSet::new(),
+            next_epoch: 0,
+            acked: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then delivers what was read within
+    /// `shutdown_timeout`.
+    pub async fn run(mut self, shutdown: lumen_runtime::Shutdown, shutdown_timeout: Duration) {
+        let mut tick = tokio::time::interval((self.bounds.max_age / 4).clamp(Duration::from_millis(5), Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.apply_rebalances();
+            self.dispatch();
+            self.flow_control();
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.delivered(joined),
+                message = self.consumer.recv() => {
+                    let incoming = self.incoming(message);
+                    self.accept(incoming).await;
+                }
+                _ = tick.tick() => self.seal_due(),
+            }
+        }
+        self.drain(shutdown_timeout).await;
+    }
+
+    fn apply_rebalances(&mut self) {
+        for event in self.consumer.context().take() {
+            match event {
+                RebalanceEvent::Revoked(partitions) => {
+                    for partition in partitions {
+                        self.discard(partition);
+                    }
+                }
+                RebalanceEvent::Assigned(partitions) => {
+                    tracing::info!(?partitions, "partitions assigned");
+                    for partition in partitions {
+                        // A fresh start from the committed offset.
+                        self.discard(partition);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops what was read from `partition` and not committed; the next
+    /// owner reads it again.
+    fn discard(&mut self, partition: i32) {
+        if let Some(state) = self.partitions.remove(&partition) {
+            let in_flight = match state.in_flight {
+                Some((handle, records)) => {
+                    handle.abort();
+                    records
+                }
+                None => 0,
+            };
+            self.delivery.metrics.buffered_rows.sub((state.batcher.records() + in_flight) as i64);
+            if state.paused {
+                self.delivery.metrics.paused_partitions.dec();
+            }
+            tracing::info!(partition, "partition revoked; uncommitted records will be read again");
+        }
+        self.acked.remove(&partition);
+    }
+
+    /// Turns a polled message into what the batcher needs, without holding
+    /// the borrowed message across an await.
+    fn incoming(&self, message: Result<BorrowedMessage<'_>, KafkaError>) -> Option<(i32, i64, usize, Entry)> {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, tag = lumen_runtime::kafka::error_tag(&error), "consumer error");
+                return None;
+            }
+        };
+        let payload = message.payload().unwrap_or_default();
+        let key = message.key().map(<[u8]>::to_vec);
+        let (partition, offset) = (message.partition(), message.offset());
+        let entry = match self.delivery.codec.decode(payload).map_err(|e| (e.reason(), e.to_string())).and_then(|event| {
+            Record::new(event).map_err(|e| ("invalid_event_id", e.to_string()))
+        }) {
+            Ok(record) => Entry::Row(Keyed { offset, key, record }),
+            Err((reason, detail)) => Entry::Dead(DeadLetter {
+                partition,
+                offset,
+                key,
+                payload: payload.to_vec(),
+                reason,
+                detail,
+            }),
+        };
+        Some((partition, offset, payload.len(), entry))
+    }
+
+    async fn accept(&mut self, incoming: Option<(i32, i64, usize, Entry)>) {
+        // The rebalance callback may have run inside this very `recv()`.
+        self.apply_rebalances();
+        let Some((partition, offset, bytes, entry)) = incoming else { return };
+        if !self.partitions.contains_key(&partition) {
+            let replay = self.read_intent(partition).await;
+            if let Some(intent) = replay {
+                tracing::info!(partition, ?intent, "replaying the batch recorded before the last owner stopped");
+            }
+            let epoch = self.next_epoch;
+            self.next_epoch += 1;
+            self.partitions.insert(
+                partition,
+                PartitionState { epoch, batcher: Batcher::new(partition, self.bounds, replay), in_flight: None, paused: false },
+            );
+        }
+        self.delivery.metrics.records_consumed.inc();
+        self.delivery.metrics.buffered_rows.inc();
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.batcher.push(offset, bytes, entry, Instant::now());
+        }
+    }
+
+    /// The intent in `partition`'s committed offset, retried until Kafka
+    /// answers: guessing would risk a different cut, hence duplicates.
+    async fn read_intent(&self, partition: i32) -> Option<Intent> {
+        let mut delays = self.delivery.writer.backoff().build();
+        loop {
+            let consumer = self.consumer.clone();
+            let topic = self.delivery.topic.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                let mut list = TopicPartitionList::new();
+                list.add_partition(&topic, partition);
+                let committed = consumer.committed_offsets(list, KAFKA_CALL_TIMEOUT)?;
+                Ok::<_, KafkaError>(committed.find_partition(&topic, partition).and_then(|element| {
+                    let intent = Intent::decode(element.metadata())?;
+                    (element.offset() == Offset::Offset(intent.first_offset)).then_some(intent)
+                }))
+            })
+            .await;
+            match answer {
+                Ok(Ok(intent)) => return intent,
+                Ok(Err(error)) => {
+                    self.delivery.metrics.retries.with_label_values(&["committed_offsets"]).inc();
+                    tracing::warn!(%error, partition, "cannot read the committed offset; retrying");
+                }
+                Err(error) => tracing::error!(%error, "committed-offsets task failed"),
+            }
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+        }
+    }
+
+    fn seal_due(&mut self) {
+        let now = Instant::now();
+        for state in self.partitions.values_mut() {
+            state.batcher.seal_if_due(now);
+        }
+    }
+
+    /// Starts a delivery for every partition with a sealed batch and none in
+    /// flight.
+    fn dispatch(&mut self) {
+        for state in self.partitions.values_mut() {
+            if state.in_flight.is_some() {
+                continue;
+            }
+            if let Some(batch) = state.batcher.take_sealed() {
+                let records = batch.records;
+                let handle = self.tasks.spawn(deliver(self.delivery.clone(), batch, state.epoch));
+                state.in_flight = Some((handle, records));
+            }
+        }
+    }
+
+    /// Pauses partitions whose next batch is already waiting, resumes those
+    /// that caught up.
+    fn flow_control(&mut self) {
+        for (partition, state) in &mut self.partitions {
+            let behind = state.in_flight.is_some() && state.batcher.waiting() > 0;
+            if behind == state.paused {
+                continue;
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&self.delivery.topic, *partition);
+            let result = if behind { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
+            match result {
+                Ok(()) => {
+                    state.paused = behind;
+                    let gauge = &self.delivery.metrics.paused_partitions;
+                    if behind { gauge.inc() } else { gauge.dec() }
+                }
+                Err(error) => tracing::warn!(%error, partition, behind, "cannot pause or resume"),
+            }
+        }
+    }
+
+    fn delivered(&mut self, joined: Result<Delivered, JoinError>) {
+        let done = match joined {
+            Ok(done) => done,
+            // Aborted on revocation or shutdown: the replay covers it.
+            Err(error) if error.is_cancelled() => return,
+            Err(error) => {
+                tracing::error!(%error, "delivery task failed");
+                return;
+            }
+        };
+        let Some(state) = self.partitions.get_mut(&done.partition) else { return };
+        if state.epoch != done.epoch {
+            return;
+        }
+        state.in_flight = None;
+        self.delivery.metrics.buffered_rows.sub(done.records as i64);
+        let next = done.last_offset + 1;
+        self.acked.insert(done.partition, next);
+        // Asynchronous: if it is lost, the next batch's intent commit or, at
+        // worst, a deduplicated replay covers it.
+        let mut list = TopicPartitionList::new();
+        if list.add_partition_offset(&self.delivery.topic, done.partition, Offset::Offset(next)).is_ok()
+            && let Err(error) = self.consumer.commit(&list, CommitMode::Async)
+        {
+            self.delivery.metrics.commit_failures.inc();
+            tracing::warn!(%error, partition = done.partition, "offset commit failed");
+        }
+    }
+
+    /// Seals everything read and delivers it, within `timeout`; then commits
+    /// synchronously what was acknowledged.
+    async fn drain(&mut self, timeout: Duration) {
+        self.apply_rebalances();
+        for state in self.partitions.values_mut() {
+            state.batcher.seal();
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.dispatch();
+            if self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = self.tasks.join_next() => self.delivered(joined),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("shutdown budget spent; the rest will be read again by the next owner");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in &self.acked {
+            if list.add_partition_offset(&self.delivery.topic, *partition, Offset::Offset(*next)).is_err() {
+                return;
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await {
+            Ok(Ok(())) => tracing::info!("offsets committed at shutdown"),
+            Ok(Err(error)) => tracing::warn!(%error, "final commit failed; replays are deduplicated"),
+            Err(error) => tracing::error!(%error, "final commit task failed"),
+        }
+    }
+}
+
+/// One batch, end to end: intent, insert, dead letters. Every step is
+/// retried until it succeeds; the task is aborted if the partition goes.
+async fn deliver<T: Table, D: DeadLetters>(delivery: Arc<Delivery<T, D>>, batch: Batch, epoch: u64) -> Delivered {
+    commit_intent(&delivery, &batch).await;
+    let refused = delivery.writer.write(batch.partition, batch.first_offset, batch.last_offset, &batch.rows).await;
+    let mut letters = batch.dead;
+    for refused in refused {
+        let row = &batch.rows[refused.index];
+        match delivery.codec.encode(&row.record.event) {
+            Ok(payload) => letters.push(DeadLetter {
+                partition: batch.partition,
+                offset: row.offset,
+                key: row.key.clone(),
+                payload,
+                reason: refused.reason,
+                detail: refused.message,
+            }),
+            Err(error) => tracing::error!(%error, offset = row.offset, "cannot re-encode a refused row"),
+        }
+    }
+    send_dead_letters(&delivery, &letters).await;
+    Delivered { partition: batch.partition, epoch, last_offset: batch.last_offset, records: batch.records }
+}
+
+/// Records the batch's range in the committed offset's metadata (committing
+/// its first offset, which also commits everything before it).
+async fn commit_intent<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>, batch: &Batch) {
+    let intent = batch.intent();
+    let mut delays = delivery.writer.backoff().build();
+    loop {
+        let consumer = delivery.consumer.clone();
+        let topic = delivery.topic.clone();
+        let partition = batch.partition;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&topic, partition, Offset::Offset(intent.first_offset))?;
+            if let Some(mut element) = list.find_partition(&topic, partition) {
+                element.set_metadata(intent.encode());
+            }
+            consumer.commit(&list, CommitMode::Sync)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => {
+                delivery.metrics.retries.with_label_values(&["intent_commit"]).inc();
+                tracing::warn!(%error, partition, "cannot record the batch intent; retrying");
+            }
+            Err(error) => tracing::error!(%error, "intent commit task failed"),
+        }
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+    }
+}
+
+async fn send_dead_letters<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>, letters: &[DeadLetter]) {
+    if letters.is_empty() {
+        return;
+    }
+    let mut delays = delivery.writer.backoff().build();
+    loop {
+        match delivery.dead_letters.send(letters).await {
+            Ok(()) => break,
+            Err(error) => {
+                delivery.metrics.retries.with_label_values(&["dlq"]).inc();
+                tracing::warn!(%error, "cannot send dead letters; retrying");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+            }
+        }
+    }
+    for letter in letters {
+        delivery.metrics.dlq_rows.with_label_values(&[letter.reason]).inc();
+        tracing::warn!(partition = letter.partition, offset = letter.offset, reason = letter.reason, detail = %letter.detail, "record sent to the dead-letter topic");
+    }
+}
