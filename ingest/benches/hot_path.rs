@@ -1,0 +1,2 @@
+//! Hot-path benchmark (written below).
+fn main() {}

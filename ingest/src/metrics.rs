@@ -1,0 +1,156 @@
+//! Every metric of `lumen-ingest`, registered once. Names follow
+//! `lumen_ingest_<what>_<unit>`; every label comes from a bounded set (route
+//! templates, status codes, event kinds, the `reason()` labels of the error
+//! enums, Kafka error tags).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Requests answered, by route template and status code.
+pub const REQUESTS: &str = "lumen_ingest_requests_total";
+/// Events by kind and outcome (`accepted`, a rejection reason, or `not_stored`).
+pub const EVENTS: &str = "lumen_ingest_events_total";
+/// Whole requests refused, by reason.
+pub const REQUEST_REJECTIONS: &str = "lumen_ingest_request_rejections_total";
+/// Time from first enqueue to the last acknowledgement of a request's events.
+pub const PRODUCE_DURATION: &str = "lumen_ingest_produce_duration_seconds";
+/// Produce failures by stage (`enqueue`, `delivery`) and Kafka error tag.
+pub const PRODUCE_ERRORS: &str = "lumen_ingest_produce_errors_total";
+/// Records queued in the producer and not yet acknowledged.
+pub const PRODUCER_QUEUE: &str = "lumen_ingest_producer_queue_messages";
+/// Request body bytes as received on the wire.
+pub const RECEIVED_BYTES: &str = "lumen_ingest_received_bytes_total";
+
+/// Kafka acknowledges in about 1-20 ms locally, more with replication across
+/// zones; the top buckets catch requests close to `message.timeout.ms`.
+const PRODUCE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Handles on every metric.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// See [`REQUESTS`].
+    pub requests: IntCounterVec,
+    /// See [`EVENTS`].
+    pub events: IntCounterVec,
+    /// See [`REQUEST_REJECTIONS`].
+    pub request_rejections: IntCounterVec,
+    /// See [`PRODUCE_DURATION`].
+    pub produce_duration: Histogram,
+    /// See [`PRODUCE_ERRORS`].
+    pub produce_errors: IntCounterVec,
+    /// See [`PRODUCER_QUEUE`].
+    pub producer_queue: IntGauge,
+    /// See [`RECEIVED_BYTES`].
+    pub received_bytes: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            requests: IntCounterVec::new(
+                Opts::new(REQUESTS, "Requests answered, by route and status."),
+                &["route", "status"],
+            )?,
+            events: IntCounterVec::new(
+                Opts::new(
+                    EVENTS,
+                    "Events by kind and outcome (accepted or the rejection reason).",
+                ),
+                &["kind", "outcome"],
+            )?,
+            request_rejections: IntCounterVec::new(
+                Opts::new(
+                    REQUEST_REJECTIONS,
+                    "Requests refused as a whole, by reason.",
+                ),
+                &["reason"],
+            )?,
+            produce_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    PRODUCE_DURATION,
+                    "Seconds from enqueue to Kafka's acknowledgement of a request's events.",
+                )
+                .buckets(PRODUCE_BUCKETS.to_vec()),
+            )?,
+            produce_errors: IntCounterVec::new(
+                Opts::new(
+                    PRODUCE_ERRORS,
+                    "Produce failures by stage and Kafka error tag.",
+                ),
+                &["stage", "tag"],
+            )?,
+            producer_queue: IntGauge::new(
+                PRODUCER_QUEUE,
+                "Records queued in the producer, not yet acknowledged.",
+            )?,
+            received_bytes: IntCounter::new(
+                RECEIVED_BYTES,
+                "Request body bytes received on the wire.",
+            )?,
+        };
+        registry.register(Box::new(metrics.requests.clone()))?;
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.request_rejections.clone()))?;
+        registry.register(Box::new(metrics.produce_duration.clone()))?;
+        registry.register(Box::new(metrics.produce_errors.clone()))?;
+        registry.register(Box::new(metrics.producer_queue.clone()))?;
+        registry.register(Box::new(metrics.received_bytes.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts `count` events of one kind with one outcome.
+    pub fn count_events(&self, kind: &str, outcome: &str, count: u64) {
+        if count > 0 {
+            self.events
+                .with_label_values(&[kind, outcome])
+                .inc_by(count);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_every_metric_under_its_name() {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&registry).expect("metrics");
+        metrics
+            .requests
+            .with_label_values(&["/v1/events", "202"])
+            .inc();
+        metrics.count_events("pageview", "accepted", 3);
+        metrics
+            .request_rejections
+            .with_label_values(&["malformed_json"])
+            .inc();
+        metrics
+            .produce_errors
+            .with_label_values(&["enqueue", "queue_full"])
+            .inc();
+        metrics.produce_duration.observe(0.004);
+        metrics.received_bytes.inc_by(10);
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect();
+        for name in [
+            REQUESTS,
+            EVENTS,
+            REQUEST_REJECTIONS,
+            PRODUCE_DURATION,
+            PRODUCE_ERRORS,
+            PRODUCER_QUEUE,
+            RECEIVED_BYTES,
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {names:?}"
+            );
+        }
+    }
+}

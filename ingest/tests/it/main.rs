@@ -1,0 +1,2 @@
+//! Integration tests against real Kafka (`--features integration`).
+#![cfg(feature = "integration")]
