@@ -9,6 +9,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub const REQUESTS: &str = "lumen_ingest_requests_total";
 /// Events by kind and outcome (`accepted`, a rejection reason, or `not_stored`).
 pub const EVENTS: &str = "lumen_ingest_events_total";
+/// Requests being answered right now.
+pub const REQUESTS_IN_FLIGHT: &str = "lumen_ingest_requests_in_flight";
 /// Whole requests refused, by reason.
 pub const REQUEST_REJECTIONS: &str = "lumen_ingest_request_rejections_total";
 /// Time from first enqueue to the last acknowledgement of a request's events.
@@ -33,6 +35,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// See [`EVENTS`].
     pub events: IntCounterVec,
+    /// See [`REQUESTS_IN_FLIGHT`].
+    pub requests_in_flight: IntGauge,
     /// See [`REQUEST_REJECTIONS`].
     pub request_rejections: IntCounterVec,
     /// See [`PRODUCE_DURATION`].
@@ -59,6 +63,10 @@ impl Metrics {
                     "Events by kind and outcome (accepted or the rejection reason).",
                 ),
                 &["kind", "outcome"],
+            )?,
+            requests_in_flight: IntGauge::new(
+                REQUESTS_IN_FLIGHT,
+                "Requests being answered right now.",
             )?,
             request_rejections: IntCounterVec::new(
                 Opts::new(
@@ -92,6 +100,7 @@ impl Metrics {
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.requests_in_flight.clone()))?;
         registry.register(Box::new(metrics.request_rejections.clone()))?;
         registry.register(Box::new(metrics.produce_duration.clone()))?;
         registry.register(Box::new(metrics.produce_errors.clone()))?;
@@ -140,6 +149,7 @@ mod tests {
             .collect();
         for name in [
             REQUESTS,
+            REQUESTS_IN_FLIGHT,
             EVENTS,
             REQUEST_REJECTIONS,
             PRODUCE_DURATION,

@@ -97,7 +97,8 @@ pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
         .with_state(state)
 }
 
-/// Counts every answer by route template and status.
+/// Counts every answer by route template and status, and the requests
+/// in flight.
 async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -109,7 +110,9 @@ async fn count_requests(State(metrics): State<Metrics>, request: Request, next: 
             "/t.js" => "/t.js",
             _ => "other",
         });
+    metrics.requests_in_flight.inc();
     let response = next.run(request).await;
+    metrics.requests_in_flight.dec();
     metrics
         .requests
         .with_label_values(&[route, response.status().as_str()])
