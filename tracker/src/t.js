@@ -50,6 +50,11 @@ const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30000;
 /** Label of the copied link when data-copy-link has no value. */
 const COPY_LABEL = 'Read more:';
+/** Shapes ingest accepts (ingest/src/validate.rs): a token, and a label such as
+ * a share target. Anything else would get the whole event refused, so a mangled
+ * landing token or an odd button name is left out instead. */
+const TOKEN_SHAPE = /^[\w-]{1,16}$/;
+const LABEL_SHAPE = /^[a-z0-9._-]{1,32}$/;
 
 const w = window;
 const d = document;
@@ -136,7 +141,9 @@ function start(script) {
 
   function send(kind, fields) {
     if (!cur) return;
-    queue.push(Object.assign({ event_id: uuid(), site_id: site, kind, url: cur.url }, fields));
+    // referrer is always sent ('' = none): without it ingest would take the
+    // Referer header of this request, which names our own page.
+    queue.push(Object.assign({ event_id: uuid(), site_id: site, kind, url: cur.url, referrer: '' }, fields));
     queue.splice(0, queue.length - MAX_QUEUE);
     schedule(BATCH_MS);
   }
@@ -198,10 +205,11 @@ function start(script) {
     const prev = cur;
     const p = parse();
     const fill = (bytes) => C.getRandomValues(bytes);
-    cur = Object.assign(p, { token: mint(Date.now(), fill), landing: first && p.tok ? p.tok : undefined });
+    const landing = first && p.tok && TOKEN_SHAPE.test(p.tok) ? p.tok : undefined;
+    cur = Object.assign(p, { token: mint(Date.now(), fill), landing });
     mark();
     send('pageview', {
-      referrer: (first ? d.referrer : prev.url) || undefined,
+      referrer: first ? d.referrer : prev.url,
       minted_token: cur.token,
       landing_token: cur.landing,
       webview: 'TelegramWebviewProxy' in w || 'TelegramWebview' in w ? 'telegram' : undefined,
@@ -244,7 +252,7 @@ function start(script) {
   function onClick(e) {
     const el = e.target.closest && e.target.closest('[data-lumen-share]');
     if (!el) return;
-    const target = el.getAttribute('data-lumen-share');
+    const target = el.getAttribute('data-lumen-share').toLowerCase();
     if (target == 'native') {
       e.preventDefault();
       return nativeShare();
@@ -259,7 +267,7 @@ function start(script) {
       e.preventDefault();
       nav.clipboard.writeText(link()).catch(noop);
     }
-    share('button', target);
+    share('button', LABEL_SHAPE.test(target) ? target : undefined);
   }
 
   function onCopy(e) {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import avro from 'avsc';
 import kafkajs from 'kafkajs';
+import lz4 from 'lz4js';
 import { chromium } from 'playwright-core';
 
 export { startDemoServer } from '../../demo/serve.js';
@@ -45,13 +46,17 @@ const CHROMIUM_ARGS = [
 export const DEFAULT_DEADLINE_MS = 45000;
 
 /** Polls `check` until it returns something truthy (then returns that), or
- * throws once `deadlineMs` has passed, naming `what` it waited for. */
+ * throws once `deadlineMs` has passed, naming `what` it waited for (a string,
+ * or a function giving one, for details known only at the time of failure). */
 export async function waitFor(what, check, deadlineMs = DEFAULT_DEADLINE_MS) {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      const label = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${deadlineMs} ms waiting for ${label}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -69,17 +74,33 @@ export function decodeRawEvent(value) {
   return RAW_EVENT.fromBuffer(value.subarray(AVRO_HEADER_BYTES));
 }
 
-function kafkaClient() {
-  return new kafkajs.Kafka({ clientId: 'lumen-tracker-tests', brokers: ENV.brokers, logLevel: kafkajs.logLevel.NOTHING });
+// Ingest compresses with LZ4 by default; kafkajs has no codec for it built in.
+kafkajs.CompressionCodecs[kafkajs.CompressionTypes.LZ4] = () => ({
+  compress: async (encoder) => Buffer.from(lz4.compress(encoder.buffer)),
+  decompress: async (buffer) => Buffer.from(lz4.decompress(buffer)),
+});
+
+/** A client whose error log lines go to `errors` (shown when a wait times out)
+ * instead of the test output. */
+function kafkaClient(errors) {
+  const logCreator = () => ({ log }) => errors.push(`${log.message}${log.error ? `: ${log.error}` : ''}`);
+  return new kafkajs.Kafka({
+    clientId: 'lumen-tracker-tests',
+    brokers: ENV.brokers,
+    logLevel: kafkajs.logLevel.ERROR,
+    logCreator,
+  });
 }
 
 /**
  * Creates a topic named after `label` plus a random suffix, and a consumer that
  * collects every record on it from the beginning. `records` fills as they come
- * (`key` and the decoded `event`); `remove()` stops reading and deletes the topic.
+ * (`key` and the decoded `event`), `errors` with the client's error log lines;
+ * `remove()` stops reading and deletes the topic.
  */
 export async function rawTopic(label) {
-  const kafka = kafkaClient();
+  const errors = [];
+  const kafka = kafkaClient(errors);
   const topic = `lumen.raw.test-${label}-${randomUUID().slice(0, 8)}`;
   const admin = kafka.admin();
   await admin.connect();
@@ -96,6 +117,7 @@ export async function rawTopic(label) {
   return {
     topic,
     records,
+    errors,
     /** The decoded events so far. */
     events: () => records.map((r) => r.event),
     async remove() {

@@ -46,7 +46,10 @@ after(async () => {
 /** Waits for the first event on the topic that matches every field of `fields`. */
 function arrived(what, fields) {
   const matches = (e) => Object.entries(fields).every(([k, v]) => e[k] === v);
-  return waitFor(`${what} on ${raw.topic} (ingest log: ${ingest.logFile})`, () => raw.events().find(matches));
+  const label = () =>
+    `${what} on ${raw.topic} (ingest log: ${ingest.logFile}; ` +
+    `Kafka client errors: ${raw.errors.slice(-3).join(' | ') || 'none'})`;
+  return waitFor(label, () => raw.events().find(matches));
 }
 
 /** Selects the text of the first element matching `selector` and copies it
@@ -266,6 +269,45 @@ describe('t.js options and edge cases', () => {
     }
   });
 
+  it('flags the Telegram webview, which its user agent hides', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    await context.addInitScript(() => {
+      window.TelegramWebviewProxy = { postEvent() {} };
+    });
+    const page = await openTracked(context, `${demo.url}/articles/dark-social.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    const view = await arrived('the Telegram pageview', { kind: 'pageview', minted_token: token });
+    assert.equal(view.webview, 'telegram');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('wraps navigator.share: the tokened link goes to the share sheet, a completed share is reported', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    // Chromium on Linux has no share sheet: stand in for one that completes the
+    // first share and is dismissed on the second.
+    await context.addInitScript(() => {
+      window.shared = [];
+      navigator.share = (data) => {
+        window.shared.push(data);
+        return window.shared.length === 1 ? Promise.resolve() : Promise.reject(new DOMException('dismissed', 'AbortError'));
+      };
+    });
+    const path = '/articles/night-trains.html';
+    const page = await openTracked(context, `${demo.url}${path}`);
+    const token = await page.evaluate(() => window.lumen.token());
+    await page.locator('[data-lumen-share="native"]').first().click();
+    const shares = await page.evaluate(() => window.shared);
+    assert.deepEqual(shares, [{ title: await page.title(), url: `${demo.url}${path}#ls=${token}` }]);
+    const share = await arrived('the native share', { kind: 'share', share_method: 'native', share_token: token });
+    assert.equal(share.share_target, null);
+
+    assert.equal(await page.evaluate(() => window.lumen.share({ text: 'dismissed' })), false);
+    assert.equal(await page.evaluate(() => window.shared.length), 2);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('keeps in-page anchors working next to the token', async () => {
     const { context, problems } = await isolatedContext(browser);
     const page = await context.newPage();
@@ -297,6 +339,18 @@ describe('t.js options and edge cases', () => {
     const view = await arrived('the ?ls= landing', { kind: 'pageview', minted_token: token });
     assert.equal(view.landing_token, VECTOR_TOKEN);
     assert.equal(view.url, `${demo.url}${path}`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('leaves out a mangled landing token but still counts the visit', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const path = '/articles/dark-social.html';
+    const page = await openTracked(context, `${demo.url}${path}#ls=${VECTOR_TOKEN}%20(via%20chat)`);
+    const token = await page.evaluate(() => window.lumen.token());
+    assert.equal(page.url(), `${demo.url}${path}#ls=${token}`);
+    const view = await arrived('the pageview', { kind: 'pageview', minted_token: token });
+    assert.equal(view.landing_token, null);
     assert.deepEqual(problems, []);
     await context.close();
   });
