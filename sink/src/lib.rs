@@ -24,7 +24,7 @@ use lumen_schemas::Codec;
 use crate::batch::Bounds;
 use crate::consume::{Delivery, Sink};
 use crate::dlq::KafkaDeadLetters;
-use crate::insert::{ClickHouseTable, Writer};
+use crate::insert::{ClickHouseTable, Table, Writer};
 use crate::metrics::Metrics;
 
 /// Applies the migrations and the events retention to the configured
@@ -40,6 +40,17 @@ pub async fn migrate(config: &Config) -> Result<Vec<u32>> {
 /// Runs the command of `config`: `migrate`, or the sink until `shutdown`
 /// fires (migrating first).
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
+    run_with(config, shutdown, ClickHouseTable::new).await
+}
+
+/// [`run`], writing through the [`Table`] that `table` makes from the
+/// configured client and insert timeout (tests wrap the real table to
+/// inject failures at exact points).
+pub async fn run_with<T: Table>(
+    config: Config,
+    shutdown: Shutdown,
+    table: impl FnOnce(clickhouse::Client, std::time::Duration) -> T,
+) -> Result<()> {
     config.validate()?;
     if config.command == Some(Command::Migrate) {
         let applied = migrate(&config).await?;
@@ -62,7 +73,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     let topic = &config.topics.enriched;
     let consumer = consume::subscribe(&config.kafka, &config.consumer_group, topic, metrics.clone())?;
     let writer = Writer::new(
-        ClickHouseTable::new(config.clickhouse.client(), config.batch.insert_timeout()),
+        table(config.clickhouse.client(), config.batch.insert_timeout()),
         topic,
         std::time::Duration::from_millis(config.batch.retry_initial_ms),
         std::time::Duration::from_millis(config.batch.retry_max_ms),

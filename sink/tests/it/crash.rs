@@ -1,0 +1,135 @@
+//! Crashes between "ClickHouse acknowledged the insert" and "the offset is
+//! committed": the replay must hit the same deduplication tokens, so counts
+//! and aggregates stay exact. Once in-process at exactly that point (with
+//! different batch bounds after the restart, so only the recorded intent
+//! can reproduce the cut), once with a real SIGKILL of the binary.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lumen_runtime::Shutdown;
+use lumen_sink::batch::Keyed;
+use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
+use tokio::sync::Notify;
+
+use crate::harness::{Harness, eventually, events, free_port};
+
+/// The real table, which after its `n`-th acknowledged insert signals the
+/// test and never returns, so the offset is never committed.
+struct CrashAfterInsert {
+    inner: ClickHouseTable,
+    remaining: AtomicUsize,
+    crashed: Arc<Notify>,
+}
+
+impl Table for CrashAfterInsert {
+    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+        self.inner.insert(rows, token).await?;
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.crashed.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_insert_before_commit_replays_without_duplicates() {
+    let harness = Harness::new("crash_inprocess").await;
+    harness.produce(&events(0, 2_000)).await;
+
+    // First life: time-cut batches (the age bound fires long before 5 000
+    // rows), crash after the third acknowledged insert.
+    let mut config = harness.config();
+    config.batch.max_rows = 5_000;
+    config.batch.max_age_ms = 5;
+    let crashed = Arc::new(Notify::new());
+    let shutdown = Shutdown::new();
+    let table_crashed = crashed.clone();
+    let first = tokio::spawn(lumen_sink::run_with(config, shutdown.clone(), move |client, timeout| {
+        CrashAfterInsert { inner: ClickHouseTable::new(client, timeout), remaining: AtomicUsize::new(3), crashed: table_crashed }
+    }));
+    crashed.notified().await;
+    first.abort();
+    let _ = first.await;
+    shutdown.trigger();
+    let landed = harness.count("events").await;
+    assert!(landed > 0, "the crash came after an acknowledged insert");
+
+    // Second life with other bounds: only the intent reproduces the cut.
+    let mut config = harness.config();
+    config.batch.max_rows = 70;
+    let shutdown = Shutdown::new();
+    let second = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    harness.expect_exactly(2_000).await;
+    shutdown.trigger();
+    second.await.expect("join").expect("clean shutdown");
+}
+
+fn spawn_binary(harness: &Harness, admin_port: u16) -> Child {
+    let config = harness.config();
+    Command::new(env!("CARGO_BIN_EXE_lumen-sink"))
+        .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
+        .env("LUMEN_KAFKA_OPTIONS", "session.timeout.ms=6000,heartbeat.interval.ms=500")
+        .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
+        .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
+        .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
+        .env("LUMEN_CLICKHOUSE_URL", &config.clickhouse.url)
+        .env("LUMEN_CLICKHOUSE_DATABASE", &config.clickhouse.database)
+        .env("LUMEN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("LUMEN_SINK_BATCH_MAX_ROWS", "300")
+        .env("LUMEN_SINK_BATCH_MAX_AGE_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn lumen-sink")
+}
+
+async fn get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_binary_mid_stream_loses_and_doubles_nothing() {
+    let harness = Harness::new("crash_sigkill").await;
+    let port = free_port();
+    let mut sink = spawn_binary(&harness, port);
+
+    // Traffic in waves while the sink writes; kill it once some rows landed.
+    let total = 6_000;
+    let mut sent = 0;
+    while sent < total / 2 {
+        harness.produce(&events(sent, 500)).await;
+        sent += 500;
+    }
+    eventually("first rows", || async { harness.count("events").await > 0 }).await;
+    sink.kill().expect("SIGKILL");
+    sink.wait().expect("reaped");
+    while sent < total {
+        harness.produce(&events(sent, 500)).await;
+        sent += 500;
+    }
+    assert!(harness.count("events").await < total, "killed before the end");
+
+    let port = free_port();
+    let mut sink = spawn_binary(&harness, port);
+    harness.expect_exactly(total).await;
+    eventually("ready", || async { get(port, "/readyz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200")) }).await;
+    let metrics = get(port, "/metrics").await.expect("metrics");
+    assert!(metrics.contains("lumen_sink_rows_written_total"), "{metrics}");
+    assert!(metrics.contains("lumen_sink_seconds_since_last_insert"), "{metrics}");
+
+    // SIGTERM: flush, commit, exit 0.
+    let term = Command::new("kill").args(["-TERM", &sink.id().to_string()]).status().expect("kill -TERM");
+    assert!(term.success());
+    let status = sink.wait().expect("reaped");
+    assert!(status.success(), "exit status {status}");
+}
