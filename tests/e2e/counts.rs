@@ -64,7 +64,7 @@ pub async fn assert_matches_truth(client: &Client, truth: &Truth) {
 
     let shares = grouped(
         client,
-        "SELECT toString(share_method) AS key, count() AS value FROM events \
+        "SELECT ifNull(toString(share_method), '') AS key, count() AS value FROM events \
          WHERE kind = 'share' GROUP BY key",
     )
     .await;
