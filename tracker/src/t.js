@@ -215,9 +215,16 @@ function start(script) {
       webview: 'TelegramWebviewProxy' in w || 'TelegramWebview' in w ? 'telegram' : undefined,
     });
     // The browser looked for an element named "anchor&ls=TOKEN" and found none:
-    // do the scroll it would have done for "#anchor".
-    const el = first && p.tok && p.rest && d.getElementById(decodeURIComponent(p.rest));
-    if (el && !w.scrollY) el.scrollIntoView();
+    // do the scroll it would have done for "#anchor" (once it is parsed: this
+    // async script may run before the body is).
+    const scroll = () => {
+      const el = d.getElementById(decodeURIComponent(p.rest));
+      if (el && !w.scrollY) el.scrollIntoView();
+    };
+    if (first && p.tok && p.rest) {
+      if (d.readyState == 'loading') d.addEventListener('DOMContentLoaded', safe(scroll));
+      else scroll();
+    }
   }
 
   /** After any history change: a new address is a new pageview (SPA navigation);

@@ -142,31 +142,35 @@ async function freePort() {
 
 /**
  * Runs the real lumen-ingest on a free port, producing to `topic` and serving
- * dist/t.js. Resolves once it serves /t.js. `stop()` sends SIGTERM and waits for
- * the exit; `start()` starts it again on the same port. Its output goes to a
- * log file, whose tail `logTail()` returns for failure messages.
+ * dist/t.js; `flags` ({'--flag': 'value'}, true for a switch) add to or replace
+ * the defaults below. Resolves once it serves /t.js. `stop()` sends SIGTERM and
+ * waits for the exit; `start(flags)` starts it again on the same port, with
+ * `flags` replacing those it was started with. Its output goes to a log file.
  */
-export async function startIngest(topic) {
+export async function startIngest(topic, flags = {}) {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const logFile = join(await mkdtemp(join(tmpdir(), 'lumen-tracker-ingest-')), 'ingest.log');
   const log = createWriteStream(logFile, { flags: 'a' });
-  const args = [
-    ['--listen-addr', `127.0.0.1:${port}`],
-    ['--admin-addr', '127.0.0.1:0'],
-    ['--kafka-brokers', ENV.brokers.join(',')],
-    ['--topic-raw', topic],
-    ['--sites-file', ENV.sitesFile],
-    ['--tracker-file', ENV.trackerFile],
-    ['--drain-timeout-ms', '2000'],
-    ['--insecure-dev-visitor-secret'],
-  ].flat();
+  const defaults = {
+    '--listen-addr': `127.0.0.1:${port}`,
+    '--admin-addr': '127.0.0.1:0',
+    '--kafka-brokers': ENV.brokers.join(','),
+    '--topic-raw': topic,
+    '--sites-file': ENV.sitesFile,
+    '--tracker-file': ENV.trackerFile,
+    '--drain-timeout-ms': '2000',
+    '--insecure-dev-visitor-secret': true,
+  };
   let child = null;
 
   const ingest = {
     origin,
     logFile,
-    async start() {
+    async start(overrides = flags) {
+      const args = Object.entries({ ...defaults, ...overrides }).flatMap(([flag, value]) =>
+        value === true ? [flag] : [flag, value],
+      );
       const proc = spawn(ENV.ingestBin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
       const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal)));
       proc.stdout.pipe(log, { end: false });

@@ -197,6 +197,30 @@ describe('t.js on a publisher page', () => {
     await outage.context.close();
   });
 
+  it('retries while ingest answers 503 (Kafka unreachable) and delivers once ingest can store', async () => {
+    // An ingest of its own that cannot reach Kafka, then the same port with Kafka.
+    const broken = await startIngest(raw.topic, { '--kafka-brokers': '127.0.0.1:1', '--produce-timeout-ms': '1000' });
+    const site = await startDemoServer({ ingest: broken.origin });
+    const { context, problems } = await isolatedContext(browser);
+    const refusals = [];
+    context.on('response', (r) => r.status() === 503 && refusals.push(r.url()));
+    try {
+      const page = await openTracked(context, `${site.url}/articles/group-chats.html`);
+      const token = await page.evaluate(() => window.lumen.token());
+      await waitFor('two 503 answers to the tracker', () => refusals.length >= 2);
+      assert.ok(refusals.every((url) => url === `${broken.origin}/v1/events`));
+      await broken.stop();
+      await broken.start({});
+      await arrived('the pageview refused with 503 before', { kind: 'pageview', minted_token: token });
+      const unexpected = problems.filter((p) => !/status of 503|ERR_CONNECTION_REFUSED/.test(p));
+      assert.deepEqual(unexpected, [], 'nothing but the browser’s own network log lines');
+    } finally {
+      await context.close();
+      await site.close();
+      await broken.stop();
+    }
+  });
+
   after(() => first?.context.close());
 });
 
@@ -269,6 +293,53 @@ describe('t.js options and edge cases', () => {
     }
   });
 
+  it('sends the events of one moment in one request, with no cookies and nothing stored', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    // A cookie for 127.0.0.1 would also go to ingest (cookies ignore ports) if the
+    // tracker sent credentials.
+    await context.addCookies([{ name: 'session', value: 'reader-42', url: demo.url }]);
+    const posts = [];
+    context.on('request', (r) => r.method() === 'POST' && posts.push(r));
+    const page = await openTracked(context, `${demo.url}/articles/dark-social.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    // Three copies in one task: nothing can flush between them.
+    await page.evaluate(() => ['where', 'tokens', 'buttons'].forEach(() => document.execCommand('copy')));
+    const copies = () => raw.events().filter((e) => e.share_token === token && e.share_method === 'copy');
+    await waitFor('three copy shares', () => copies().length === 3);
+
+    const batches = posts.map((r) => JSON.parse(r.postData()));
+    const batch = batches.find((events) => events.some((e) => e.kind === 'share'));
+    assert.equal(batch.filter((e) => e.kind === 'share').length, 3, JSON.stringify(batches));
+    for (const request of posts) {
+      const headers = await request.allHeaders();
+      assert.match(headers['content-type'], /^text\/plain/);
+      assert.equal(headers.cookie, undefined, 'no cookie goes to ingest');
+    }
+    const stored = await page.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
+    assert.deepEqual(stored, [0, 0, 'session=reader-42'], 'the tracker stores nothing');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('hands pending events to sendBeacon when the page is hidden', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const beacons = [];
+    context.on('request', (r) => r.resourceType() === 'ping' && beacons.push(JSON.parse(r.postData())));
+    const page = await openTracked(context, `${demo.url}/articles/night-trains.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    // Copy, then the tab goes to the background, in one task: the copy is still
+    // in the 1 s batch window, so only the beacon can carry it.
+    await page.evaluate(() => {
+      document.execCommand('copy');
+      Object.defineProperty(document, 'visibilityState', { get: () => 'hidden' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await arrived('the copy sent by beacon', { kind: 'share', share_method: 'copy', share_token: token });
+    assert.ok(beacons.flat().some((e) => e.kind === 'share' && e.share_token === token), 'it went by sendBeacon');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('flags the Telegram webview, which its user agent hides', async () => {
     const { context, problems } = await isolatedContext(browser);
     await context.addInitScript(() => {
@@ -317,7 +388,11 @@ describe('t.js options and edge cases', () => {
     await page.waitForFunction(() => typeof window.lumen?.token === 'function');
     const token = await page.evaluate(() => window.lumen.token());
     assert.equal(page.url(), `${demo.url}${path}#tips&ls=${token}`);
-    await waitFor('the landing anchor scrolled into view', () => page.locator('#tips').isVisible() && page.evaluate(() => scrollY > 0));
+    const anchorInView = () => {
+      const top = document.getElementById('tips').getBoundingClientRect().top;
+      return scrollY > 0 && top > -1 && top < innerHeight; // -1: subpixel layout
+    };
+    await waitFor('the landing anchor scrolled into view', () => page.evaluate(anchorInView));
     const view = await arrived('the anchored landing', { kind: 'pageview', minted_token: token });
     assert.equal(view.landing_token, VECTOR_TOKEN);
     assert.equal(view.url, `${demo.url}${path}#tips`);
