@@ -10,7 +10,8 @@ use clickhouse::Client;
 use lumen_schemas::{Codec, EnrichedEvent};
 use lumen_sink::Config;
 use lumen_sink::row::sample;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -83,7 +84,7 @@ impl Harness {
         ];
         config.topics.enriched = self.enriched.clone();
         config.topics.dlq = self.dlq.clone();
-        config.consumer_group = format!("it-sink-{}", self.name);
+        config.consumer_group = self.group();
         config.admin.addr = Some("127.0.0.1:0".parse().expect("addr"));
         config.clickhouse.url = clickhouse_url();
         config.clickhouse.database = self.database.clone();
@@ -124,6 +125,42 @@ impl Harness {
         }
     }
 
+    /// The consumer group of the sinks of this test.
+    pub fn group(&self) -> String {
+        format!("it-sink-{}", self.name)
+    }
+
+    /// Whether the group's committed offsets reached the end of every
+    /// partition (asked without joining the group).
+    pub async fn all_committed(&self) -> bool {
+        let (group, topic) = (self.group(), self.enriched.clone());
+        let lagging = tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .set("group.id", group)
+                .create()
+                .expect("offsets consumer");
+            let mut list = TopicPartitionList::new();
+            for partition in 0..PARTITIONS {
+                list.add_partition(&topic, partition);
+            }
+            let committed = consumer.committed_offsets(list, Duration::from_secs(10)).ok()?;
+            let mut lagging = false;
+            for partition in 0..PARTITIONS {
+                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)).ok()?;
+                let done = match committed.find_partition(&topic, partition)?.offset() {
+                    Offset::Offset(offset) => offset >= high,
+                    _ => high == 0,
+                };
+                lagging |= !done;
+            }
+            Some(lagging)
+        })
+        .await
+        .expect("offsets task");
+        lagging == Some(false)
+    }
+
     /// `SELECT count()` of a table.
     pub async fn count(&self, table: &str) -> u64 {
         self.scalar(&format!("SELECT count() FROM {}.{table}", self.database)).await
@@ -134,10 +171,12 @@ impl Harness {
         self.clickhouse().query(sql).fetch_one::<u64>().await.unwrap_or(0)
     }
 
-    /// Waits until `events` holds exactly `n` rows, then checks that no
-    /// event is there twice and every aggregate is exact.
+    /// Waits until the sink committed every record produced, then checks
+    /// that `events` holds exactly `n` rows, none twice, and that every
+    /// aggregate is exact.
     pub async fn expect_exactly(&self, n: u64) {
-        eventually(&format!("{n} rows in events"), || async { self.count("events").await == n }).await;
+        eventually("every record committed", || self.all_committed()).await;
+        assert_eq!(self.count("events").await, n, "rows in events once every record is committed");
         let distinct = self.scalar(&format!("SELECT uniqExact(event_id) FROM {}.events", self.database)).await;
         assert_eq!(distinct, n, "an event was written twice");
         self.expect_exact_aggregates().await;
