@@ -90,9 +90,11 @@ function uuid() {
 
 /**
  * The current address split for tracking: `url` without any ls token (the
- * remaining fragment kept), `key` the address without fragment (a change of key
- * is a new pageview), `tok` the ls token it carries (fragment first, then the
- * query for links whose fragment was lost), `rest` the fragment without ls.
+ * remaining fragment kept), `tok` the ls token it carries (fragment first, then
+ * the query for links whose fragment was lost), `rest` the fragment without ls,
+ * `route` whether that fragment is a hash router's path (#/path, #!path), and
+ * `key` what a new pageview changes: the address without fragment, or with it
+ * on hash-routed pages.
  */
 function parse() {
   const u = new URL(location.href);
@@ -104,7 +106,8 @@ function parse() {
     .filter((part) => (part.slice(0, 3) == 'ls=' ? ((tok = part.slice(3)), false) : part))
     .join('&');
   u.hash = rest;
-  return { url: u.href, key: u.href.split('#')[0], tok, rest };
+  const route = /^[/!]/.test(rest);
+  return { url: u.href, key: route ? u.href : u.href.split('#')[0], tok, rest, route };
 }
 
 function start(script) {
@@ -124,9 +127,9 @@ function start(script) {
   let failures = 0;
 
   /** The current page's address carrying the current token. Hash-routed pages
-   * (#/path, #!path) get it in the query: a fragment token would break their routes. */
+   * get it in the query: a fragment token would break their routes. */
   function link() {
-    if (/^[/!]/.test(cur.rest)) {
+    if (cur.route) {
       const u = new URL(cur.url);
       u.searchParams.set('ls', cur.token);
       return u.href;
@@ -134,9 +137,10 @@ function start(script) {
     return cur.url + (cur.rest ? '&' : '#') + 'ls=' + cur.token;
   }
 
-  /** Puts the current token in the address bar without adding a history entry. */
+  /** Puts the current token in the address bar without adding a history entry;
+   * on hash-routed pages only takes an arriving ?ls= out of it. */
   function mark() {
-    if (!/^[/!]/.test(cur.rest)) replaceState.call(H, H.state, '', link());
+    replaceState.call(H, H.state, '', cur.route ? cur.url : link());
   }
 
   function send(kind, fields) {
@@ -233,7 +237,7 @@ function start(script) {
   function changed() {
     const p = parse();
     if (p.key != cur.key) view(false);
-    else if (p.tok != cur.token) {
+    else if (!p.route && p.tok != cur.token) {
       Object.assign(cur, { url: p.url, rest: p.rest });
       mark();
     }

@@ -267,19 +267,28 @@ describe('t.js options and edge cases', () => {
     await context.close();
   });
 
-  it('tracks nothing under Global Privacy Control when the tag has data-respect-gpc', async () => {
-    for (const [attributes, tracked] of [
-      [{ 'data-respect-gpc': '' }, false],
-      [{}, true],
-    ]) {
+  /** The privacy signals a browser can send, as navigator properties. */
+  const SIGNALS = { gpc: ['globalPrivacyControl', true], dnt: ['doNotTrack', '1'] };
+
+  for (const [attributes, signals, tracked] of [
+    [{ 'data-respect-gpc': '' }, ['gpc'], false],
+    [{ 'data-respect-dnt': '' }, ['dnt'], false],
+    [{ 'data-respect-gpc': '' }, ['dnt'], true],
+    [{}, ['gpc', 'dnt'], true],
+  ]) {
+    const tag = Object.keys(attributes).join(' ') || 'no privacy attribute';
+    it(`${tracked ? 'tracks' : 'tracks nothing'} with ${tag} and ${signals.join('+')} sent`, async () => {
       const { context, problems } = await isolatedContext(browser);
-      await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }));
+      const sent = signals.map((name) => SIGNALS[name]);
+      await context.addInitScript((props) => {
+        for (const [name, value] of props) Object.defineProperty(Navigator.prototype, name, { get: () => value });
+      }, sent);
       await withTag(context, attributes);
       const posts = [];
       context.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
       const page = await openTracked(context, `${demo.url}/articles/night-trains.html`);
       const token = await page.evaluate(() => window.lumen.token());
-      assert.equal(Boolean(token), tracked, JSON.stringify(attributes));
+      assert.equal(Boolean(token), tracked);
       assert.equal(new URL(page.url()).hash, tracked ? `#ls=${token}` : '');
       if (!tracked) {
         await page.locator('[data-lumen-share="whatsapp"]').first().click();
@@ -290,8 +299,8 @@ describe('t.js options and edge cases', () => {
       }
       assert.deepEqual(problems, []);
       await context.close();
-    }
-  });
+    });
+  }
 
   it('sends the events of one moment in one request, with no cookies and nothing stored', async () => {
     const { context, problems } = await isolatedContext(browser);
@@ -303,7 +312,9 @@ describe('t.js options and edge cases', () => {
     const page = await openTracked(context, `${demo.url}/articles/dark-social.html`);
     const token = await page.evaluate(() => window.lumen.token());
     // Three copies in one task: nothing can flush between them.
-    await page.evaluate(() => ['where', 'tokens', 'buttons'].forEach(() => document.execCommand('copy')));
+    await page.evaluate(() => {
+      for (let i = 0; i < 3; i++) document.execCommand('copy');
+    });
     const copies = () => raw.events().filter((e) => e.share_token === token && e.share_method === 'copy');
     await waitFor('three copy shares', () => copies().length === 3);
 
@@ -414,6 +425,29 @@ describe('t.js options and edge cases', () => {
     const view = await arrived('the ?ls= landing', { kind: 'pageview', minted_token: token });
     assert.equal(view.landing_token, VECTOR_TOKEN);
     assert.equal(view.url, `${demo.url}${path}`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('leaves hash routes alone: shared links carry ?ls=, each route is a pageview', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    const live = `${demo.url}/live/`;
+    const page = await openTracked(context, `${live}?ls=${VECTOR_TOKEN}#/stops/vienna`);
+    const token = await page.evaluate(() => window.lumen.token());
+    assert.equal(page.url(), `${live}#/stops/vienna`, 'the route stays, the arriving token goes');
+    assert.equal(await page.evaluate(() => window.lumen.link()), `${live}?ls=${token}#/stops/vienna`);
+    const view = await arrived('the hash-routed landing', { kind: 'pageview', minted_token: token });
+    assert.equal(view.landing_token, VECTOR_TOKEN);
+    assert.equal(view.url, `${live}#/stops/vienna`);
+
+    await page.evaluate(() => (location.hash = '#/stops/stockholm'));
+    const next = await waitFor('a token for the new route', () =>
+      page.evaluate((old) => window.lumen.token() !== old && window.lumen.token(), token),
+    );
+    const routed = await arrived('the hash-route pageview', { kind: 'pageview', minted_token: next });
+    assert.equal(routed.url, `${live}#/stops/stockholm`);
+    assert.equal(routed.referrer, `${live}#/stops/vienna`);
+    assert.equal(page.url(), `${live}#/stops/stockholm`);
     assert.deepEqual(problems, []);
     await context.close();
   });
