@@ -125,7 +125,8 @@ pub async fn migrate(client: &Client, database: &str) -> Result<Vec<u32>> {
 
 /// Tables whose rows expire after the retention period, with the column
 /// that dates a row. Aggregates are small and kept for year-on-year views.
-pub const RETENTION_TABLES: &[(&str, &str)] = &[("events", "received_at"), ("minted_tokens", "minted_at")];
+pub const RETENTION_TABLES: &[(&str, &str)] =
+    &[("events", "received_at"), ("minted_tokens", "minted_at")];
 
 /// Sets the TTL of the raw tables ([`RETENTION_TABLES`]) to `days` days.
 /// Run at every start-up so that changing the configured value is enough;

@@ -85,7 +85,10 @@ impl Batch {
 
     /// The range this batch covers, as recorded before its insert.
     pub fn intent(&self) -> Intent {
-        Intent { first_offset: self.first_offset, last_offset: self.last_offset }
+        Intent {
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+        }
     }
 }
 
@@ -116,7 +119,10 @@ impl Intent {
     /// another tool's) is no intent.
     pub fn decode(metadata: &str) -> Option<Self> {
         let (first, last) = metadata.strip_prefix(INTENT_PREFIX)?.split_once('-')?;
-        let intent = Self { first_offset: first.parse().ok()?, last_offset: last.parse().ok()? };
+        let intent = Self {
+            first_offset: first.parse().ok()?,
+            last_offset: last.parse().ok()?,
+        };
         (intent.first_offset >= 0 && intent.first_offset <= intent.last_offset).then_some(intent)
     }
 }
@@ -224,7 +230,9 @@ impl Batcher {
 
     /// When the open batch becomes due, if there is one.
     pub fn due_at(&self) -> Option<Instant> {
-        self.open.as_ref().map(|batch| batch.opened_at + self.bounds.max_age)
+        self.open
+            .as_ref()
+            .map(|batch| batch.opened_at + self.bounds.max_age)
     }
 }
 
@@ -235,11 +243,19 @@ mod tests {
     use super::*;
     use crate::row::sample;
 
-    const BOUNDS: Bounds = Bounds { max_rows: 3, max_bytes: 1_000, max_age: Duration::from_secs(1) };
+    const BOUNDS: Bounds = Bounds {
+        max_rows: 3,
+        max_bytes: 1_000,
+        max_age: Duration::from_secs(1),
+    };
 
     fn row(offset: i64) -> Entry {
         let record = Record::new(sample::event(offset as u64, 1_764_000_000_000)).expect("record");
-        Entry::Row(Keyed { offset, key: None, record })
+        Entry::Row(Keyed {
+            offset,
+            key: None,
+            record,
+        })
     }
 
     fn ranges(batcher: &mut Batcher) -> Vec<(i64, i64)> {
@@ -280,7 +296,11 @@ mod tests {
         assert_eq!(batcher.waiting(), 1);
         batcher.push(1, 1, row(1), start);
         batcher.seal_if_due(start + Duration::from_secs(5));
-        assert_eq!(batcher.waiting(), 1, "an older batch is waiting: keep filling");
+        assert_eq!(
+            batcher.waiting(),
+            1,
+            "an older batch is waiting: keep filling"
+        );
     }
 
     #[rstest]
@@ -292,7 +312,10 @@ mod tests {
         #[case] expected: Vec<(i64, i64)>,
     ) {
         // The crashed owner had inserted 10..=12 (cut by time) without committing.
-        let intent = Intent { first_offset: 10, last_offset: 12 };
+        let intent = Intent {
+            first_offset: 10,
+            last_offset: 12,
+        };
         let now = Instant::now();
         let mut batcher = Batcher::new(0, Bounds { max_rows, ..BOUNDS }, Some(intent));
         for offset in 10..=15 {
@@ -304,9 +327,19 @@ mod tests {
 
     #[test]
     fn a_replay_whose_last_record_is_gone_is_cut_before_the_next() {
-        let intent = Intent { first_offset: 10, last_offset: 12 };
+        let intent = Intent {
+            first_offset: 10,
+            last_offset: 12,
+        };
         let now = Instant::now();
-        let mut batcher = Batcher::new(0, Bounds { max_rows: 100, ..BOUNDS }, Some(intent));
+        let mut batcher = Batcher::new(
+            0,
+            Bounds {
+                max_rows: 100,
+                ..BOUNDS
+            },
+            Some(intent),
+        );
         batcher.push(10, 1, row(10), now);
         batcher.push(14, 1, row(14), now);
         assert_eq!(ranges(&mut batcher), vec![(10, 10)]);
@@ -331,6 +364,9 @@ mod tests {
 
     #[test]
     fn tokens_name_topic_partition_and_range() {
-        assert_eq!(dedup_token("lumen.enriched", 2, 10, 99), "lumen.enriched-2-10-99");
+        assert_eq!(
+            dedup_token("lumen.enriched", 2, 10, 99),
+            "lumen.enriched-2-10-99"
+        );
     }
 }

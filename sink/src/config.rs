@@ -227,13 +227,22 @@ impl Config {
         let checks: [(bool, &str); 9] = [
             (batch.max_rows > 0, "--batch-max-rows must be at least 1"),
             (batch.max_bytes > 0, "--batch-max-bytes must be at least 1"),
-            (batch.max_age_ms > 0, "--batch-max-age-ms must be at least 1"),
-            (batch.retry_initial_ms > 0, "--retry-initial-ms must be at least 1"),
+            (
+                batch.max_age_ms > 0,
+                "--batch-max-age-ms must be at least 1",
+            ),
+            (
+                batch.retry_initial_ms > 0,
+                "--retry-initial-ms must be at least 1",
+            ),
             (
                 batch.retry_max_ms >= batch.retry_initial_ms,
                 "--retry-max-ms must be at least --retry-initial-ms",
             ),
-            (batch.insert_timeout_ms > 0, "--insert-timeout-ms must be at least 1"),
+            (
+                batch.insert_timeout_ms > 0,
+                "--insert-timeout-ms must be at least 1",
+            ),
             (
                 self.clickhouse.events_ttl_days > 0,
                 "--events-ttl-days must be at least 1",

@@ -56,7 +56,10 @@ pub struct SinkContext {
 
 impl SinkContext {
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
-        list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+        list.elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect()
     }
 
     fn push(&self, event: RebalanceEvent) {
@@ -66,13 +69,18 @@ impl SinkContext {
     }
 
     fn take(&self) -> Vec<RebalanceEvent> {
-        self.events.lock().map(|mut events| std::mem::take(&mut *events)).unwrap_or_default()
+        self.events
+            .lock()
+            .map(|mut events| std::mem::take(&mut *events))
+            .unwrap_or_default()
     }
 }
 
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
         for (partition, stats) in &topic.partitions {
             // Partition -1 is librdkafka's internal queue; lag is -1 until known.
             if *partition >= 0 && stats.consumer_lag >= 0 {
@@ -107,7 +115,11 @@ pub fn subscribe(
     topic: &str,
     metrics: Metrics,
 ) -> Result<Arc<SinkConsumer>> {
-    let context = SinkContext { topic: topic.to_owned(), events: Mutex::new(Vec::new()), metrics };
+    let context = SinkContext {
+        topic: topic.to_owned(),
+        events: Mutex::new(Vec::new()),
+        metrics,
+    };
     let consumer: SinkConsumer = kafka
         .client_config(&[
             ("group.id", group),
@@ -119,7 +131,9 @@ pub fn subscribe(
         ])
         .create_with_context(context)
         .map_err(Error::kafka("create consumer"))?;
-    consumer.subscribe(&[topic]).map_err(Error::kafka("subscribe"))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(Error::kafka("subscribe"))?;
     Ok(Arc::new(consumer))
 }
 
@@ -184,7 +198,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// Runs until `shutdown` fires, then delivers what was read within
     /// `shutdown_timeout`.
     pub async fn run(mut self, shutdown: lumen_runtime::Shutdown, shutdown_timeout: Duration) {
-        let mut tick = tokio::time::interval((self.bounds.max_age / 4).clamp(Duration::from_millis(5), Duration::from_millis(100)));
+        let mut tick = tokio::time::interval(
+            (self.bounds.max_age / 4).clamp(Duration::from_millis(5), Duration::from_millis(100)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.apply_rebalances();
@@ -234,18 +250,27 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 }
                 None => 0,
             };
-            self.delivery.metrics.buffered_rows.sub((state.batcher.records() + in_flight) as i64);
+            self.delivery
+                .metrics
+                .buffered_rows
+                .sub((state.batcher.records() + in_flight) as i64);
             if state.paused {
                 self.delivery.metrics.paused_partitions.dec();
             }
-            tracing::info!(partition, "partition revoked; uncommitted records will be read again");
+            tracing::info!(
+                partition,
+                "partition revoked; uncommitted records will be read again"
+            );
         }
         self.acked.remove(&partition);
     }
 
     /// Turns a polled message into what the batcher needs, without holding
     /// the borrowed message across an await.
-    fn incoming(&self, message: Result<BorrowedMessage<'_>, KafkaError>) -> Option<(i32, i64, usize, Entry)> {
+    fn incoming(
+        &self,
+        message: Result<BorrowedMessage<'_>, KafkaError>,
+    ) -> Option<(i32, i64, usize, Entry)> {
         let message = match message {
             Ok(message) => message,
             Err(error) => {
@@ -256,10 +281,18 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let payload = message.payload().unwrap_or_default();
         let key = message.key().map(<[u8]>::to_vec);
         let (partition, offset) = (message.partition(), message.offset());
-        let entry = match self.delivery.codec.decode(payload).map_err(|e| (e.reason(), e.to_string())).and_then(|event| {
-            Record::new(event).map_err(|e| ("invalid_event_id", e.to_string()))
-        }) {
-            Ok(record) => Entry::Row(Keyed { offset, key, record }),
+        let entry = match self
+            .delivery
+            .codec
+            .decode(payload)
+            .map_err(|e| (e.reason(), e.to_string()))
+            .and_then(|event| Record::new(event).map_err(|e| ("invalid_event_id", e.to_string())))
+        {
+            Ok(record) => Entry::Row(Keyed {
+                offset,
+                key,
+                record,
+            }),
             Err((reason, detail)) => Entry::Dead(DeadLetter {
                 partition,
                 offset,
@@ -275,17 +308,28 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     async fn accept(&mut self, incoming: Option<(i32, i64, usize, Entry)>) {
         // The rebalance callback may have run inside this very `recv()`.
         self.apply_rebalances();
-        let Some((partition, offset, bytes, entry)) = incoming else { return };
+        let Some((partition, offset, bytes, entry)) = incoming else {
+            return;
+        };
         if !self.partitions.contains_key(&partition) {
             let replay = self.read_intent(partition).await;
             if let Some(intent) = replay {
-                tracing::info!(partition, ?intent, "replaying the batch recorded before the last owner stopped");
+                tracing::info!(
+                    partition,
+                    ?intent,
+                    "replaying the batch recorded before the last owner stopped"
+                );
             }
             let epoch = self.next_epoch;
             self.next_epoch += 1;
             self.partitions.insert(
                 partition,
-                PartitionState { epoch, batcher: Batcher::new(partition, self.bounds, replay), in_flight: None, paused: false },
+                PartitionState {
+                    epoch,
+                    batcher: Batcher::new(partition, self.bounds, replay),
+                    in_flight: None,
+                    paused: false,
+                },
             );
         }
         self.delivery.metrics.records_consumed.inc();
@@ -306,16 +350,22 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 let mut list = TopicPartitionList::new();
                 list.add_partition(&topic, partition);
                 let committed = consumer.committed_offsets(list, KAFKA_CALL_TIMEOUT)?;
-                Ok::<_, KafkaError>(committed.find_partition(&topic, partition).and_then(|element| {
-                    let intent = Intent::decode(element.metadata())?;
-                    (element.offset() == Offset::Offset(intent.first_offset)).then_some(intent)
-                }))
+                Ok::<_, KafkaError>(committed.find_partition(&topic, partition).and_then(
+                    |element| {
+                        let intent = Intent::decode(element.metadata())?;
+                        (element.offset() == Offset::Offset(intent.first_offset)).then_some(intent)
+                    },
+                ))
             })
             .await;
             match answer {
                 Ok(Ok(intent)) => return intent,
                 Ok(Err(error)) => {
-                    self.delivery.metrics.retries.with_label_values(&["committed_offsets"]).inc();
+                    self.delivery
+                        .metrics
+                        .retries
+                        .with_label_values(&["committed_offsets"])
+                        .inc();
                     tracing::warn!(%error, partition, "cannot read the committed offset; retrying");
                 }
                 Err(error) => tracing::error!(%error, "committed-offsets task failed"),
@@ -340,7 +390,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             }
             if let Some(batch) = state.batcher.take_sealed() {
                 let records = batch.records;
-                let handle = self.tasks.spawn(deliver(self.delivery.clone(), batch, state.epoch));
+                let handle = self
+                    .tasks
+                    .spawn(deliver(self.delivery.clone(), batch, state.epoch));
                 state.in_flight = Some((handle, records));
             }
         }
@@ -356,7 +408,11 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             }
             let mut list = TopicPartitionList::new();
             list.add_partition(&self.delivery.topic, *partition);
-            let result = if behind { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
+            let result = if behind {
+                self.consumer.pause(&list)
+            } else {
+                self.consumer.resume(&list)
+            };
             match result {
                 Ok(()) => {
                     state.paused = behind;
@@ -378,7 +434,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 return;
             }
         };
-        let Some(state) = self.partitions.get_mut(&done.partition) else { return };
+        let Some(state) = self.partitions.get_mut(&done.partition) else {
+            return;
+        };
         if state.epoch != done.epoch {
             return;
         }
@@ -389,7 +447,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         // Asynchronous: if it is lost, the next batch's intent commit or, at
         // worst, a deduplicated replay covers it.
         let mut list = TopicPartitionList::new();
-        if list.add_partition_offset(&self.delivery.topic, done.partition, Offset::Offset(next)).is_ok()
+        if list
+            .add_partition_offset(&self.delivery.topic, done.partition, Offset::Offset(next))
+            .is_ok()
             && let Err(error) = self.consumer.commit(&list, CommitMode::Async)
         {
             self.delivery.metrics.commit_failures.inc();
@@ -421,7 +481,10 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
         let mut list = TopicPartitionList::new();
         for (partition, next) in &self.acked {
-            if list.add_partition_offset(&self.delivery.topic, *partition, Offset::Offset(*next)).is_err() {
+            if list
+                .add_partition_offset(&self.delivery.topic, *partition, Offset::Offset(*next))
+                .is_err()
+            {
                 return;
             }
         }
@@ -431,7 +494,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let consumer = self.consumer.clone();
         match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await {
             Ok(Ok(())) => tracing::info!("offsets committed at shutdown"),
-            Ok(Err(error)) => tracing::warn!(%error, "final commit failed; replays are deduplicated"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "final commit failed; replays are deduplicated")
+            }
             Err(error) => tracing::error!(%error, "final commit task failed"),
         }
     }
@@ -439,9 +504,21 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 
 /// One batch, end to end: intent, insert, dead letters. Every step is
 /// retried until it succeeds; the task is aborted if the partition goes.
-async fn deliver<T: Table, D: DeadLetters>(delivery: Arc<Delivery<T, D>>, batch: Batch, epoch: u64) -> Delivered {
+async fn deliver<T: Table, D: DeadLetters>(
+    delivery: Arc<Delivery<T, D>>,
+    batch: Batch,
+    epoch: u64,
+) -> Delivered {
     commit_intent(&delivery, &batch).await;
-    let refused = delivery.writer.write(batch.partition, batch.first_offset, batch.last_offset, &batch.rows).await;
+    let refused = delivery
+        .writer
+        .write(
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+            &batch.rows,
+        )
+        .await;
     let mut letters = batch.dead;
     for refused in refused {
         let row = &batch.rows[refused.index];
@@ -454,11 +531,18 @@ async fn deliver<T: Table, D: DeadLetters>(delivery: Arc<Delivery<T, D>>, batch:
                 reason: refused.reason,
                 detail: refused.message,
             }),
-            Err(error) => tracing::error!(%error, offset = row.offset, "cannot re-encode a refused row"),
+            Err(error) => {
+                tracing::error!(%error, offset = row.offset, "cannot re-encode a refused row")
+            }
         }
     }
     send_dead_letters(&delivery, &letters).await;
-    Delivered { partition: batch.partition, epoch, last_offset: batch.last_offset, records: batch.records }
+    Delivered {
+        partition: batch.partition,
+        epoch,
+        last_offset: batch.last_offset,
+        records: batch.records,
+    }
 }
 
 /// Records the batch's range in the committed offset's metadata (committing
@@ -482,7 +566,11 @@ async fn commit_intent<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>,
         match result {
             Ok(Ok(())) => return,
             Ok(Err(error)) => {
-                delivery.metrics.retries.with_label_values(&["intent_commit"]).inc();
+                delivery
+                    .metrics
+                    .retries
+                    .with_label_values(&["intent_commit"])
+                    .inc();
                 tracing::warn!(%error, partition, "cannot record the batch intent; retrying");
             }
             Err(error) => tracing::error!(%error, "intent commit task failed"),
@@ -491,7 +579,10 @@ async fn commit_intent<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>,
     }
 }
 
-async fn send_dead_letters<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>, letters: &[DeadLetter]) {
+async fn send_dead_letters<T: Table, D: DeadLetters>(
+    delivery: &Arc<Delivery<T, D>>,
+    letters: &[DeadLetter],
+) {
     if letters.is_empty() {
         return;
     }
@@ -507,7 +598,11 @@ async fn send_dead_letters<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, 
         }
     }
     for letter in letters {
-        delivery.metrics.dlq_rows.with_label_values(&[letter.reason]).inc();
+        delivery
+            .metrics
+            .dlq_rows
+            .with_label_values(&[letter.reason])
+            .inc();
         tracing::warn!(partition = letter.partition, offset = letter.offset, reason = letter.reason, detail = %letter.detail, "record sent to the dead-letter topic");
     }
 }

@@ -58,7 +58,11 @@ pub struct KafkaDeadLetters {
 impl KafkaDeadLetters {
     /// A producer with acks from all in-sync replicas and idempotence, so a
     /// retried send is not duplicated by the producer itself.
-    pub fn new(kafka: &lumen_runtime::KafkaConfig, dlq_topic: &str, source_topic: &str) -> Result<Self> {
+    pub fn new(
+        kafka: &lumen_runtime::KafkaConfig,
+        dlq_topic: &str,
+        source_topic: &str,
+    ) -> Result<Self> {
         let producer = kafka
             .client_config(&[
                 ("acks", "all"),
@@ -82,12 +86,27 @@ impl DeadLetters for KafkaDeadLetters {
         // sends share round trips.
         let mut deliveries = Vec::with_capacity(letters.len());
         for letter in letters {
-            let origin = format!("{}/{}/{}", self.source_topic, letter.partition, letter.offset);
+            let origin = format!(
+                "{}/{}/{}",
+                self.source_topic, letter.partition, letter.offset
+            );
             let headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header { key: REASON_HEADER, value: Some(letter.reason) })
-                .insert(Header { key: ERROR_HEADER, value: Some(letter.detail.as_str()) })
-                .insert(Header { key: STAGE_HEADER, value: Some("sink") })
-                .insert(Header { key: ORIGIN_HEADER, value: Some(origin.as_str()) });
+                .insert(Header {
+                    key: REASON_HEADER,
+                    value: Some(letter.reason),
+                })
+                .insert(Header {
+                    key: ERROR_HEADER,
+                    value: Some(letter.detail.as_str()),
+                })
+                .insert(Header {
+                    key: STAGE_HEADER,
+                    value: Some("sink"),
+                })
+                .insert(Header {
+                    key: ORIGIN_HEADER,
+                    value: Some(origin.as_str()),
+                });
             let mut record = FutureRecord::<[u8], [u8]>::to(&self.dlq_topic)
                 .payload(&letter.payload)
                 .headers(headers);

@@ -67,7 +67,10 @@ impl InsertError {
             ClickHouseError::BadResponse(message) => {
                 match exception_code(message).and_then(data_error_reason) {
                     Some(reason) => {
-                        return Self::Data { reason, message: message.clone() };
+                        return Self::Data {
+                            reason,
+                            message: message.clone(),
+                        };
                     }
                     None => "server",
                 }
@@ -79,7 +82,10 @@ impl InsertError {
             }
             _ => "other",
         };
-        Self::Retryable { reason, source: error }
+        Self::Retryable {
+            reason,
+            source: error,
+        }
     }
 }
 
@@ -87,7 +93,9 @@ impl InsertError {
 /// the stable part of the server's error format.
 fn exception_code(message: &str) -> Option<u32> {
     let rest = message.trim_start().strip_prefix("Code: ")?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..digits].parse().ok()
 }
 
@@ -102,7 +110,11 @@ fn data_error_reason(code: u32) -> Option<&'static str> {
 /// a server.
 pub trait Table: Send + Sync + 'static {
     /// Inserts `rows` as one block with `token`.
-    fn insert(&self, rows: &[Keyed], token: &str) -> impl Future<Output = Result<(), InsertError>> + Send;
+    fn insert(
+        &self,
+        rows: &[Keyed],
+        token: &str,
+    ) -> impl Future<Output = Result<(), InsertError>> + Send;
 }
 
 /// The real `events` table.
@@ -176,7 +188,13 @@ impl<T: Table> Writer<T> {
             .with_max_delay(max)
             .with_jitter()
             .without_max_times();
-        Self { table, topic: topic.to_owned(), backoff, metrics, readiness }
+        Self {
+            table,
+            topic: topic.to_owned(),
+            backoff,
+            metrics,
+            readiness,
+        }
     }
 
     /// The backoff between attempts, shared with the other retried steps.
@@ -187,7 +205,13 @@ impl<T: Table> Writer<T> {
     /// Writes `rows` (offsets `first..=last` of `partition`) and returns the
     /// rows ClickHouse refused; everything else is acknowledged. Only
     /// returns once that is true: retryable failures are retried for ever.
-    pub async fn write(&self, partition: i32, first: i64, last: i64, rows: &[Keyed]) -> Vec<Refused> {
+    pub async fn write(
+        &self,
+        partition: i32,
+        first: i64,
+        last: i64,
+        rows: &[Keyed],
+    ) -> Vec<Refused> {
         let mut refused = Vec::new();
         // Ranges of `rows` still to write, the next on top; halves are pushed
         // right then left so the rows land in offset order.
@@ -207,7 +231,11 @@ impl<T: Table> Writer<T> {
             match self.insert_until_answered(slice, &token).await {
                 None => {}
                 Some((reason, message)) if slice.len() == 1 => {
-                    refused.push(Refused { index: start, reason, message });
+                    refused.push(Refused {
+                        index: start,
+                        reason,
+                        message,
+                    });
                 }
                 Some(_) => {
                     let middle = start + slice.len() / 2;
@@ -220,7 +248,11 @@ impl<T: Table> Writer<T> {
     }
 
     /// Inserts until ClickHouse acknowledges (`None`) or refuses the data.
-    async fn insert_until_answered(&self, rows: &[Keyed], token: &str) -> Option<(&'static str, String)> {
+    async fn insert_until_answered(
+        &self,
+        rows: &[Keyed],
+        token: &str,
+    ) -> Option<(&'static str, String)> {
         let mut delays = self.backoff.build();
         loop {
             let started = Instant::now();
@@ -272,17 +304,25 @@ pub(crate) mod fake {
                 let mut outages = self.outages.lock().expect("lock");
                 if *outages > 0 {
                     *outages -= 1;
-                    return Err(InsertError::Retryable { reason: "network", source: ClickHouseError::TimedOut });
+                    return Err(InsertError::Retryable {
+                        reason: "network",
+                        source: ClickHouseError::TimedOut,
+                    });
                 }
             }
             self.tokens.lock().expect("lock").push(token.to_owned());
             if let Some(bad) = rows.iter().find(|row| self.poison.contains(&row.offset)) {
-                return Err(InsertError::classify(ClickHouseError::BadResponse(format!(
-                    "Code: 469. DB::Exception: Constraint `site_id_present` is violated at row {}",
-                    bad.offset
-                ))));
+                return Err(InsertError::classify(ClickHouseError::BadResponse(
+                    format!(
+                        "Code: 469. DB::Exception: Constraint `site_id_present` is violated at row {}",
+                        bad.offset
+                    ),
+                )));
             }
-            self.landed.lock().expect("lock").extend(rows.iter().map(|row| row.offset));
+            self.landed
+                .lock()
+                .expect("lock")
+                .extend(rows.iter().map(|row| row.offset));
             Ok(())
         }
     }
@@ -303,7 +343,8 @@ mod tests {
             .map(|offset| Keyed {
                 offset,
                 key: None,
-                record: Record::new(sample::event(offset as u64, 1_764_000_000_000)).expect("record"),
+                record: Record::new(sample::event(offset as u64, 1_764_000_000_000))
+                    .expect("record"),
             })
             .collect()
     }
@@ -335,7 +376,10 @@ mod tests {
     #[case(ClickHouseError::BadResponse("Code: 252. DB::Exception: Too many parts".into()), None)]
     #[case(ClickHouseError::TimedOut, None)]
     #[case(ClickHouseError::SchemaMismatch("x".into()), None)]
-    fn only_data_errors_are_not_retried(#[case] error: ClickHouseError, #[case] data: Option<&str>) {
+    fn only_data_errors_are_not_retried(
+        #[case] error: ClickHouseError,
+        #[case] data: Option<&str>,
+    ) {
         match InsertError::classify(error) {
             InsertError::Data { reason, .. } => assert_eq!(Some(reason), data),
             InsertError::Retryable { .. } => assert_eq!(data, None),
@@ -347,23 +391,35 @@ mod tests {
         let writer = writer(MemoryTable::default());
         let refused = writer.write(2, 100, 109, &rows(100..110)).await;
         assert!(refused.is_empty());
-        assert_eq!(*writer.table.tokens.lock().expect("lock"), vec!["lumen.enriched-2-100-109"]);
+        assert_eq!(
+            *writer.table.tokens.lock().expect("lock"),
+            vec!["lumen.enriched-2-100-109"]
+        );
         assert_eq!(writer.table.landed.lock().expect("lock").len(), 10);
     }
 
     #[tokio::test]
     async fn outages_are_retried_until_the_batch_lands() {
-        let table = MemoryTable { outages: Mutex::new(5), ..MemoryTable::default() };
+        let table = MemoryTable {
+            outages: Mutex::new(5),
+            ..MemoryTable::default()
+        };
         let writer = writer(table);
         let refused = writer.write(0, 0, 9, &rows(0..10)).await;
         assert!(refused.is_empty());
         assert_eq!(writer.table.landed.lock().expect("lock").len(), 10);
-        assert_eq!(writer.metrics.retries.with_label_values(&["network"]).get(), 5);
+        assert_eq!(
+            writer.metrics.retries.with_label_values(&["network"]).get(),
+            5
+        );
     }
 
     #[tokio::test]
     async fn poison_rows_are_isolated_and_the_rest_lands_in_order() {
-        let table = MemoryTable { poison: [3, 17, 18].into(), ..MemoryTable::default() };
+        let table = MemoryTable {
+            poison: [3, 17, 18].into(),
+            ..MemoryTable::default()
+        };
         let writer = writer(table);
         let batch = rows(0..20);
         let refused = writer.write(0, 0, 19, &batch).await;
@@ -378,10 +434,19 @@ mod tests {
     #[tokio::test]
     async fn the_split_is_deterministic() {
         let poison = [5, 6, 11];
-        let first = writer(MemoryTable { poison: poison.into(), ..MemoryTable::default() });
+        let first = writer(MemoryTable {
+            poison: poison.into(),
+            ..MemoryTable::default()
+        });
         first.write(1, 0, 15, &rows(0..16)).await;
-        let second = writer(MemoryTable { poison: poison.into(), ..MemoryTable::default() });
+        let second = writer(MemoryTable {
+            poison: poison.into(),
+            ..MemoryTable::default()
+        });
         second.write(1, 0, 15, &rows(0..16)).await;
-        assert_eq!(*first.table.tokens.lock().expect("lock"), *second.table.tokens.lock().expect("lock"));
+        assert_eq!(
+            *first.table.tokens.lock().expect("lock"),
+            *second.table.tokens.lock().expect("lock")
+        );
     }
 }

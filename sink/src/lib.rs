@@ -33,7 +33,12 @@ pub async fn migrate(config: &Config) -> Result<Vec<u32>> {
     let clickhouse = &config.clickhouse;
     let client = clickhouse.client();
     let applied = lumen_schemas::migrate::migrate(&client, &clickhouse.database).await?;
-    lumen_schemas::migrate::set_retention(&client, &clickhouse.database, clickhouse.events_ttl_days).await?;
+    lumen_schemas::migrate::set_retention(
+        &client,
+        &clickhouse.database,
+        clickhouse.events_ttl_days,
+    )
+    .await?;
     Ok(applied)
 }
 
@@ -71,7 +76,12 @@ pub async fn run_with<T: Table>(
     migrate(&config).await?;
 
     let topic = &config.topics.enriched;
-    let consumer = consume::subscribe(&config.kafka, &config.consumer_group, topic, metrics.clone())?;
+    let consumer = consume::subscribe(
+        &config.kafka,
+        &config.consumer_group,
+        topic,
+        metrics.clone(),
+    )?;
     let writer = Writer::new(
         table(config.clickhouse.client(), config.batch.insert_timeout()),
         topic,
@@ -95,9 +105,14 @@ pub async fn run_with<T: Table>(
     };
     readiness.set(true);
     tracing::info!(%topic, group = %config.consumer_group, admin = %admin.local_addr, "sink running");
-    Sink::new(delivery, bounds).run(shutdown.clone(), config.batch.shutdown_timeout()).await;
+    Sink::new(delivery, bounds)
+        .run(shutdown.clone(), config.batch.shutdown_timeout())
+        .await;
     readiness.set(false);
     shutdown.trigger();
-    admin.task.await.map_err(|e| Error::Admin(std::io::Error::other(e)))??;
+    admin
+        .task
+        .await
+        .map_err(|e| Error::Admin(std::io::Error::other(e)))??;
     Ok(())
 }

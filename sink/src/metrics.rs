@@ -84,7 +84,10 @@ impl Metrics {
             &["reason"],
         )?;
         let dlq_rows = IntCounterVec::new(
-            Opts::new("lumen_sink_dlq_rows_total", "Records sent to the dead-letter topic."),
+            Opts::new(
+                "lumen_sink_dlq_rows_total",
+                "Records sent to the dead-letter topic.",
+            ),
             &["reason"],
         )?;
         let commit_failures = IntCounter::new(
@@ -143,7 +146,8 @@ impl Metrics {
     pub fn inserted(&self, rows: usize, started: Instant) {
         self.rows_written.inc_by(rows as u64);
         self.batch_rows.observe(rows as f64);
-        self.insert_duration.observe(started.elapsed().as_secs_f64());
+        self.insert_duration
+            .observe(started.elapsed().as_secs_f64());
         self.last_insert.touch();
     }
 }
@@ -159,11 +163,17 @@ struct LastInsert {
 
 impl LastInsert {
     const NAME: &'static str = "lumen_sink_seconds_since_last_insert";
-    const HELP: &'static str = "Seconds since ClickHouse last acknowledged an insert (since start-up before the first).";
+    const HELP: &'static str =
+        "Seconds since ClickHouse last acknowledged an insert (since start-up before the first).";
 
     fn new() -> prometheus::Result<Self> {
         Ok(Self {
-            desc: Desc::new(Self::NAME.to_owned(), Self::HELP.to_owned(), Vec::new(), Default::default())?,
+            desc: Desc::new(
+                Self::NAME.to_owned(),
+                Self::HELP.to_owned(),
+                Vec::new(),
+                Default::default(),
+            )?,
             at: Arc::new(Mutex::new(Instant::now())),
         })
     }
@@ -181,7 +191,11 @@ impl Collector for LastInsert {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let seconds = self.at.lock().map(|at| at.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+        let seconds = self
+            .at
+            .lock()
+            .map(|at| at.elapsed().as_secs_f64())
+            .unwrap_or(f64::NAN);
         match Gauge::new(Self::NAME, Self::HELP) {
             Ok(gauge) => {
                 gauge.set(seconds);
@@ -206,7 +220,9 @@ mod tests {
         metrics.dlq_rows.with_label_values(&["bad_magic"]).inc();
         metrics.consumer_lag.with_label_values(&["0"]).set(3);
         let mut text = Vec::new();
-        TextEncoder::new().encode(&metrics.registry.gather(), &mut text).expect("encode");
+        TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut text)
+            .expect("encode");
         let text = String::from_utf8(text).expect("utf8");
         for name in [
             "lumen_sink_rows_written_total 10",
@@ -220,7 +236,11 @@ mod tests {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
         for family in metrics.registry.gather() {
-            assert!(family.name().starts_with("lumen_sink_"), "{}", family.name());
+            assert!(
+                family.name().starts_with("lumen_sink_"),
+                "{}",
+                family.name()
+            );
         }
     }
 }

@@ -225,7 +225,11 @@ pub mod sample {
         EnrichedEvent {
             event_id: Uuid::from_u64_pair(0x0192_f0c1_7a2b_7cde, n).to_string(),
             site_id: site.to_owned(),
-            kind: if share { EventKind::Share } else { EventKind::Pageview },
+            kind: if share {
+                EventKind::Share
+            } else {
+                EventKind::Pageview
+            },
             received_at,
             sent_at: n.is_multiple_of(2).then_some(received_at - 40),
             url: format!("https://{site}.example/news/story-{}", n % 13),
@@ -251,7 +255,11 @@ pub mod sample {
             browser_family: "Mobile Safari".to_owned(),
             browser_major: Some("18".to_owned()),
             os_family: "iOS".to_owned(),
-            device_type: if preview { DeviceType::Bot } else { DeviceType::Mobile },
+            device_type: if preview {
+                DeviceType::Bot
+            } else {
+                DeviceType::Mobile
+            },
             in_app: (source == "whatsapp").then(|| "whatsapp".to_owned()),
             is_bot: preview,
             bot_name: preview.then(|| "WhatsApp".to_owned()),

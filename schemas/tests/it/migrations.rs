@@ -1,5 +1,5 @@
 use clickhouse::Client;
-use lumen_schemas::migrate::{MIGRATIONS, migrate};
+use lumen_schemas::migrate::{MIGRATIONS, RETENTION_TABLES, migrate, set_retention};
 
 fn client() -> Client {
     let url = std::env::var("LUMEN_CLICKHOUSE_URL")
@@ -48,7 +48,10 @@ async fn migrations_apply_once_and_record_their_versions() {
     for expected in [
         "events",
         "traffic_per_minute",
+        "previews_per_minute",
+        "share_ratio_buckets",
         "share_ratio",
+        "minted_tokens",
         "share_visits",
     ] {
         assert!(
@@ -81,4 +84,68 @@ async fn an_interrupted_migration_is_completed_by_the_next_run() {
             .filter(|v| *v >= 2)
             .collect::<Vec<_>>()
     );
+}
+
+/// One pageview of a person with a minted token, as the sink would write it.
+const ONE_VISIT: &str = "INSERT INTO {db}.events (event_id, site_id, kind, received_at, url, user_agent, visitor_id, \
+     minted_token, channel, attribution, confidence, rule, browser_family, os_family, device_type, is_bot, token_status) \
+     VALUES (generateUUIDv4(), 'daily-planet', 'pageview', now64(3), 'https://dp.example/a', 'UA', 'v1', \
+     'tok1', 'dark_social', 'in_app', 'certain', 'r', 'Safari', 'iOS', 'mobile', false, 'absent')";
+
+#[tokio::test]
+async fn a_retried_insert_with_the_same_token_counts_once_everywhere() {
+    let database = "lumen_it_schemas_dedup";
+    let client = fresh_database(database).await;
+    migrate(&client, database).await.expect("migrate");
+    // generateUUIDv4() differs per attempt: only the token can deduplicate,
+    // in events and in every materialized view's target.
+    for _ in 0..2 {
+        client
+            .query(&ONE_VISIT.replace("{db}", database))
+            .with_setting("insert_deduplication_token", "lumen.enriched-0-0-0")
+            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
+            .execute()
+            .await
+            .expect("insert");
+    }
+    for (table, expression) in [
+        ("events", "count()"),
+        ("traffic_per_minute", "sum(visits)"),
+        ("share_ratio", "sum(dark_social_visits)"),
+        ("minted_tokens", "count()"),
+    ] {
+        let counted: u64 = client
+            .query(&format!(
+                "SELECT toUInt64({expression}) FROM {database}.{table}"
+            ))
+            .fetch_one()
+            .await
+            .expect("count");
+        let expected = if table == "share_ratio" { 3 } else { 1 }; // minute, hour and day buckets
+        assert_eq!(counted, expected, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn retention_is_set_and_changed_on_the_raw_tables() {
+    let database = "lumen_it_schemas_retention";
+    let client = fresh_database(database).await;
+    migrate(&client, database).await.expect("migrate");
+    for days in [30, 400] {
+        set_retention(&client, database, days)
+            .await
+            .expect("retention");
+        for (table, column) in RETENTION_TABLES {
+            let engine: String = client
+                .query("SELECT engine_full FROM system.tables WHERE database = ? AND name = ?")
+                .bind(database)
+                .bind(*table)
+                .fetch_one()
+                .await
+                .expect("engine");
+            let ttl = format!("TTL toDateTime({column}) + toIntervalDay({days})");
+            assert!(engine.contains(&ttl), "{table}: {engine}");
+        }
+    }
+    assert!(set_retention(&client, database, 0).await.is_err());
 }

@@ -13,7 +13,7 @@ use lumen_sink::batch::Keyed;
 use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
 use tokio::sync::Notify;
 
-use crate::harness::{Harness, eventually, events, free_port};
+use crate::harness::{Harness, events, eventually, free_port, get};
 
 /// The real table, which after its `n`-th acknowledged insert signals the
 /// test and never returns, so the offset is never committed.
@@ -47,9 +47,15 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
     let crashed = Arc::new(Notify::new());
     let shutdown = Shutdown::new();
     let table_crashed = crashed.clone();
-    let first = tokio::spawn(lumen_sink::run_with(config, shutdown.clone(), move |client, timeout| {
-        CrashAfterInsert { inner: ClickHouseTable::new(client, timeout), remaining: AtomicUsize::new(3), crashed: table_crashed }
-    }));
+    let first = tokio::spawn(lumen_sink::run_with(
+        config,
+        shutdown.clone(),
+        move |client, timeout| CrashAfterInsert {
+            inner: ClickHouseTable::new(client, timeout),
+            remaining: AtomicUsize::new(3),
+            crashed: table_crashed,
+        },
+    ));
     crashed.notified().await;
     first.abort();
     let _ = first.await;
@@ -71,7 +77,10 @@ fn spawn_binary(harness: &Harness, admin_port: u16) -> Child {
     let config = harness.config();
     Command::new(env!("CARGO_BIN_EXE_lumen-sink"))
         .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
-        .env("LUMEN_KAFKA_OPTIONS", "session.timeout.ms=6000,heartbeat.interval.ms=500")
+        .env(
+            "LUMEN_KAFKA_OPTIONS",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500",
+        )
         .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
         .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
         .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
@@ -85,16 +94,6 @@ fn spawn_binary(harness: &Harness, admin_port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn lumen-sink")
-}
-
-async fn get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    Some(response)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,18 +116,35 @@ async fn sigkill_of_the_binary_mid_stream_loses_and_doubles_nothing() {
         harness.produce(&events(sent, 500)).await;
         sent += 500;
     }
-    assert!(harness.count("events").await < total, "killed before the end");
+    assert!(
+        harness.count("events").await < total,
+        "killed before the end"
+    );
 
     let port = free_port();
     let mut sink = spawn_binary(&harness, port);
     harness.expect_exactly(total).await;
-    eventually("ready", || async { get(port, "/readyz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200")) }).await;
+    eventually("ready", || async {
+        get(port, "/readyz")
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
     let metrics = get(port, "/metrics").await.expect("metrics");
-    assert!(metrics.contains("lumen_sink_rows_written_total"), "{metrics}");
-    assert!(metrics.contains("lumen_sink_seconds_since_last_insert"), "{metrics}");
+    assert!(
+        metrics.contains("lumen_sink_rows_written_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lumen_sink_seconds_since_last_insert"),
+        "{metrics}"
+    );
 
     // SIGTERM: flush, commit, exit 0.
-    let term = Command::new("kill").args(["-TERM", &sink.id().to_string()]).status().expect("kill -TERM");
+    let term = Command::new("kill")
+        .args(["-TERM", &sink.id().to_string()])
+        .status()
+        .expect("kill -TERM");
     assert!(term.success());
     let status = sink.wait().expect("reaped");
     assert!(status.success(), "exit status {status}");

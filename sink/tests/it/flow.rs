@@ -53,7 +53,9 @@ async fn migrate_subcommand_applies_the_model_and_exits() {
     let harness = Harness::new("migrate").await;
     let mut config = harness.config();
     config.command = Some(lumen_sink::Command::Migrate);
-    lumen_sink::run(config.clone(), Shutdown::new()).await.expect("migrate");
+    lumen_sink::run(config.clone(), Shutdown::new())
+        .await
+        .expect("migrate");
     assert_eq!(harness.count("events").await, 0);
     let ttl = harness
         .tsv(&format!(
@@ -63,5 +65,7 @@ async fn migrate_subcommand_applies_the_model_and_exits() {
         ))
         .await;
     assert_eq!(ttl.trim(), "1", "the default retention is applied");
-    lumen_sink::run(config, Shutdown::new()).await.expect("migrate again is a no-op");
+    lumen_sink::run(config, Shutdown::new())
+        .await
+        .expect("migrate again is a no-op");
 }

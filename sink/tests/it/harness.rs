@@ -10,11 +10,11 @@ use clickhouse::Client;
 use lumen_schemas::{Codec, EnrichedEvent};
 use lumen_sink::Config;
 use lumen_sink::row::sample;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// Partitions of the test topics, like the real ones.
 pub const PARTITIONS: i32 = 3;
@@ -32,7 +32,10 @@ pub fn clickhouse_url() -> String {
 
 /// Milliseconds now.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// One test's topics and database.
@@ -54,7 +57,11 @@ impl Harness {
         let admin = admin();
         let topics = [enriched.as_str(), dlq.as_str()]
             .map(|topic| NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)));
-        for result in admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics") {
+        for result in admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .expect("create topics")
+        {
             result.expect("topic created");
         }
         let database = format!("lumen_it_sink_{name}");
@@ -70,7 +77,14 @@ impl Harness {
             .set("linger.ms", "5")
             .create()
             .expect("producer");
-        Self { name: unique, enriched, dlq, database, producer, codec: Codec::new().expect("codec") }
+        Self {
+            name: unique,
+            enriched,
+            dlq,
+            database,
+            producer,
+            codec: Codec::new().expect("codec"),
+        }
     }
 
     /// A sink config for this test: its topics, database and group, small
@@ -98,7 +112,9 @@ impl Harness {
 
     /// A client on this test's database.
     pub fn clickhouse(&self) -> Client {
-        Client::default().with_url(clickhouse_url()).with_database(&self.database)
+        Client::default()
+            .with_url(clickhouse_url())
+            .with_database(&self.database)
     }
 
     /// Produces `events`, keyed like enrich does, and waits for every ack.
@@ -107,7 +123,8 @@ impl Harness {
             .iter()
             .map(|e| (key_of(e), self.codec.encode(e).expect("encode")))
             .collect();
-        self.produce_raw(payloads.iter().map(|(k, p)| (k.as_bytes(), p.as_slice()))).await;
+        self.produce_raw(payloads.iter().map(|(k, p)| (k.as_bytes(), p.as_slice())))
+            .await;
     }
 
     /// Produces raw payloads (for poison records).
@@ -144,10 +161,14 @@ impl Harness {
             for partition in 0..PARTITIONS {
                 list.add_partition(&topic, partition);
             }
-            let committed = consumer.committed_offsets(list, Duration::from_secs(10)).ok()?;
+            let committed = consumer
+                .committed_offsets(list, Duration::from_secs(10))
+                .ok()?;
             let mut lagging = false;
             for partition in 0..PARTITIONS {
-                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)).ok()?;
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .ok()?;
                 let done = match committed.find_partition(&topic, partition)?.offset() {
                     Offset::Offset(offset) => offset >= high,
                     _ => high == 0,
@@ -163,12 +184,17 @@ impl Harness {
 
     /// `SELECT count()` of a table.
     pub async fn count(&self, table: &str) -> u64 {
-        self.scalar(&format!("SELECT count() FROM {}.{table}", self.database)).await
+        self.scalar(&format!("SELECT count() FROM {}.{table}", self.database))
+            .await
     }
 
     /// A `UInt64` query; 0 when the query fails (table not created yet).
     pub async fn scalar(&self, sql: &str) -> u64 {
-        self.clickhouse().query(sql).fetch_one::<u64>().await.unwrap_or(0)
+        self.clickhouse()
+            .query(sql)
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or(0)
     }
 
     /// Waits until the sink committed every record produced, then checks
@@ -176,8 +202,17 @@ impl Harness {
     /// aggregate is exact.
     pub async fn expect_exactly(&self, n: u64) {
         eventually("every record committed", || self.all_committed()).await;
-        assert_eq!(self.count("events").await, n, "rows in events once every record is committed");
-        let distinct = self.scalar(&format!("SELECT uniqExact(event_id) FROM {}.events", self.database)).await;
+        assert_eq!(
+            self.count("events").await,
+            n,
+            "rows in events once every record is committed"
+        );
+        let distinct = self
+            .scalar(&format!(
+                "SELECT uniqExact(event_id) FROM {}.events",
+                self.database
+            ))
+            .await;
         assert_eq!(distinct, n, "an event was written twice");
         self.expect_exact_aggregates().await;
     }
@@ -202,7 +237,9 @@ impl Harness {
             ),
             (
                 "previews_per_minute",
-                format!("SELECT site_id, minute, preview_app, sum(fetches) FROM {db}.previews_per_minute GROUP BY ALL ORDER BY ALL"),
+                format!(
+                    "SELECT site_id, minute, preview_app, sum(fetches) FROM {db}.previews_per_minute GROUP BY ALL ORDER BY ALL"
+                ),
                 format!(
                     "SELECT site_id, toStartOfMinute(received_at) AS minute, preview_app, count() FROM {db}.events \
                      WHERE preview_app != '' GROUP BY ALL ORDER BY ALL"
@@ -225,7 +262,9 @@ impl Harness {
             ),
             (
                 "minted_tokens",
-                format!("SELECT site_id, token, minting_event_id FROM {db}.minted_tokens ORDER BY ALL"),
+                format!(
+                    "SELECT site_id, token, minting_event_id FROM {db}.minted_tokens ORDER BY ALL"
+                ),
                 format!(
                     "SELECT site_id, minted_token, event_id FROM {db}.events \
                      WHERE kind = 'pageview' AND minted_token != '' AND NOT is_bot ORDER BY ALL"
@@ -235,17 +274,24 @@ impl Harness {
         for (name, aggregate, recount) in checks {
             // A view's part becomes visible a moment after the part of
             // `events` written by the same insert: poll.
-            eventually(&format!("{name} equal to a recount over events"), || async {
-                let recount = self.tsv(&recount).await;
-                !recount.is_empty() && self.tsv(&aggregate).await == recount
-            })
+            eventually(
+                &format!("{name} equal to a recount over events"),
+                || async {
+                    let recount = self.tsv(&recount).await;
+                    !recount.is_empty() && self.tsv(&aggregate).await == recount
+                },
+            )
             .await;
         }
     }
 
     /// A query's result as TSV text.
     pub async fn tsv(&self, sql: &str) -> String {
-        let mut cursor = self.clickhouse().query(sql).fetch_bytes("TSV").expect("query");
+        let mut cursor = self
+            .clickhouse()
+            .query(sql)
+            .fetch_bytes("TSV")
+            .expect("query");
         let bytes = cursor.collect().await.expect("result");
         String::from_utf8(bytes.to_vec()).expect("utf8")
     }
@@ -256,7 +302,9 @@ impl Drop for Harness {
         let topics = [self.enriched.clone(), self.dlq.clone()];
         // Drop cannot await: delete on a thread with its own small runtime.
         let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(runtime) = runtime {
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
                 let _ = runtime.block_on(admin().delete_topics(&names, &AdminOptions::new()));
@@ -267,7 +315,10 @@ impl Drop for Harness {
 }
 
 fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client")
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client")
 }
 
 /// The Kafka key of DESIGN.md, as enrich writes it.
@@ -282,7 +333,9 @@ fn key_of(event: &EnrichedEvent) -> String {
 /// `n` sample events numbered from `from`, spread over the last minutes.
 pub fn events(from: u64, n: u64) -> Vec<EnrichedEvent> {
     let now = now_ms();
-    (from..from + n).map(|i| sample::event(i, now - ((i % 300) as i64) * 1_000)).collect()
+    (from..from + n)
+        .map(|i| sample::event(i, now - ((i % 300) as i64) * 1_000))
+        .collect()
 }
 
 /// Polls `condition` until it holds, failing the test after [`DEADLINE`].
@@ -300,5 +353,21 @@ where
 
 /// A free local port (bound and released), for a child process's admin server.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `GET path` on a local admin port: the raw response, `None` if refused.
+pub async fn get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
 }

@@ -11,3 +11,4 @@ mod outage;
 mod poison;
 mod proxy;
 mod queries;
+mod rebalance;

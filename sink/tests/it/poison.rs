@@ -23,7 +23,9 @@ async fn poison_records_go_to_the_dlq_and_the_rest_lands() {
 
     harness.produce(&good[..500]).await;
     harness.produce(&poison[..3]).await;
-    harness.produce_raw(std::iter::once((b"k".as_slice(), garbage))).await;
+    harness
+        .produce_raw(std::iter::once((b"k".as_slice(), garbage)))
+        .await;
     harness.produce(&good[500..]).await;
 
     let shutdown = Shutdown::new();

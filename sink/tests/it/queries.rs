@@ -11,7 +11,11 @@ const QUERIES: &str = include_str!("../../queries.md");
 
 /// The ```sql blocks of queries.md.
 fn sql_blocks() -> Vec<&'static str> {
-    QUERIES.split("```sql").skip(1).filter_map(|block| block.split("```").next()).collect()
+    QUERIES
+        .split("```sql")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect()
 }
 
 /// P0 (arrived with no token, minted T0) ← P1 (landed with T0) ← P2 (T1) ← V (T2).
@@ -29,9 +33,17 @@ fn cascade(now: i64) -> Vec<lumen_schemas::EnrichedEvent> {
             event.visitor_id = format!("reader{i}");
             event.minted_token = Some(token(i));
             event.landing_token = (i > 0).then(|| token(i - 1));
-            event.token_status = if i > 0 { TokenStatus::AddressBar } else { TokenStatus::Absent };
+            event.token_status = if i > 0 {
+                TokenStatus::AddressBar
+            } else {
+                TokenStatus::Absent
+            };
             event.landing_share_method = (i > 0).then_some(ShareMethod::AddressBar);
-            event.channel = if i > 0 { Channel::DarkSocial } else { Channel::Direct };
+            event.channel = if i > 0 {
+                Channel::DarkSocial
+            } else {
+                Channel::Direct
+            };
             event
         })
         .collect()
@@ -56,7 +68,10 @@ async fn every_documented_query_runs_and_share_visits_resolve_cascades() {
             .param("site", "daily-planet")
             .fetch_bytes("TSV")
             .expect("query");
-        let rows = cursor.collect().await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
+        let rows = cursor
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
         assert!(!rows.is_empty(), "no rows from\n{sql}");
     }
 
