@@ -81,7 +81,7 @@ async fn ground_truth_equals_clickhouse_per_channel() {
         .await;
     }
     for series in [
-        "lumen_enrich_events_total",
+        "lumen_enrich_events_out_total",
         "lumen_sink_insert_duration_seconds_count",
     ] {
         let value = prometheus.value(&format!("sum({series})")).await;
