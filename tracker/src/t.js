@@ -72,7 +72,7 @@ const safe =
   (...args) => {
     try {
       return fn(...args);
-    } catch (e) {
+    } catch {
       return undefined;
     }
   };
@@ -294,7 +294,7 @@ function start(script) {
   const api = {
     /** Runs a queued call: ['share', data], or a function given the API. */
     push: safe((cmd) => (typeof cmd == 'function' ? cmd(api) : api[cmd[0]](...cmd.slice(1)))),
-    share: safe(nativeShare),
+    share: (shareData) => safe(nativeShare)(shareData) || Promise.resolve(false),
     /** The current pageview's minted token (undefined when tracking is off). */
     token: () => cur && cur.token,
     /** The current page's address with the current token. */

@@ -41,6 +41,9 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
+/** Hosts the browser may reach: this machine. */
+const LOCAL_HOSTS = ['127.0.0.1', 'localhost'];
+
 /** How long a condition may take before a test fails. Generous: the tracker
  * batches for 1 s and retries with backoff of up to 30 s. */
 export const DEFAULT_DEADLINE_MS = 45000;
@@ -209,7 +212,7 @@ export function launchBrowser() {
 
 /**
  * A fresh browser context (its own history, no shared state) that never leaves
- * this machine: requests to 127.0.0.1 go through, anything else (share
+ * this machine: requests to LOCAL_HOSTS go through, anything else (share
  * networks) is answered with a stub page and recorded in `external`.
  * `problems` collects uncaught page errors and console errors of every page.
  * Each document records `window.historyAtStart` (history.length before any
@@ -224,7 +227,7 @@ export async function isolatedContext(browser) {
   const problems = [];
   await context.route('**/*', (route) => {
     const url = route.request().url();
-    if (new URL(url).hostname === '127.0.0.1') return route.continue();
+    if (LOCAL_HOSTS.includes(new URL(url).hostname)) return route.continue();
     external.push(url);
     return route.fulfill({ status: 200, contentType: 'text/html', body: '<title>share stub</title>' });
   });

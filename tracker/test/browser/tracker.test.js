@@ -108,6 +108,7 @@ describe('t.js on a publisher page', () => {
     const opened = new URL(popup.url());
     assert.equal(opened.origin, 'https://wa.me');
     assert.ok(opened.searchParams.get('text').endsWith(` ${articleUrl}#ls=${token}`), opened.href);
+    assert.deepEqual(first.external, [opened.href], 'the only request off this machine, answered by a stub');
 
     const share = await arrived('the whatsapp share', { kind: 'share', share_target: 'whatsapp' });
     assert.equal(share.share_method, 'button');
@@ -347,6 +348,21 @@ describe('t.js options and edge cases', () => {
     });
     await arrived('the copy sent by beacon', { kind: 'share', share_method: 'copy', share_token: token });
     assert.ok(beacons.flat().some((e) => e.kind === 'share' && e.share_token === token), 'it went by sendBeacon');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('sends to data-endpoint when the tag names one', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    // The same ingest under another name, so the requests tell which one was used.
+    const endpoint = `${ingest.origin.replace('127.0.0.1', 'localhost')}/`;
+    await withTag(context, { 'data-endpoint': endpoint });
+    const posts = [];
+    context.on('request', (r) => r.method() === 'POST' && posts.push(r.url()));
+    const page = await openTracked(context, `${demo.url}/articles/group-chats.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    await arrived('the pageview sent to data-endpoint', { kind: 'pageview', minted_token: token });
+    assert.deepEqual([...new Set(posts)], [`${endpoint}v1/events`]);
     assert.deepEqual(problems, []);
     await context.close();
   });
