@@ -253,20 +253,26 @@ describe('t.js options and edge cases', () => {
     await context.close();
   });
 
-  it('appends "Read more: <tokened link>" to copied text with data-copy-link', async () => {
-    const { context, problems } = await isolatedContext(browser);
-    const path = '/articles/group-chats.html';
-    await withTag(context, { 'data-copy-link': '' });
-    const page = await openTracked(context, `${demo.url}${path}`);
-    await page.evaluate(() =>
-      document.addEventListener('copy', (e) => (window.copied = e.clipboardData.getData('text/plain'))),
-    );
-    await copyText(page, '#forwarding');
-    const token = await page.evaluate(() => window.lumen.token());
-    assert.equal(await page.evaluate(() => window.copied), `Forwarded many times\n\nRead more: ${demo.url}${path}#ls=${token}`);
-    assert.deepEqual(problems, []);
-    await context.close();
-  });
+  for (const [attributes, expected] of [
+    [{}, () => ''], // untouched: the browser puts the selection in the clipboard itself
+    [{ 'data-copy-link': '' }, (link) => `Forwarded many times\n\nRead more: ${link}`],
+    [{ 'data-copy-link': 'Lire la suite :' }, (link) => `Forwarded many times\n\nLire la suite : ${link}`],
+  ]) {
+    it(`adds to copied text only with data-copy-link: ${JSON.stringify(attributes)}`, async () => {
+      const { context, problems } = await isolatedContext(browser);
+      await withTag(context, attributes);
+      const page = await openTracked(context, `${demo.url}/articles/group-chats.html`);
+      // Registered after t.js's own listener, so it sees what t.js put in the clipboard.
+      await page.evaluate(() =>
+        document.addEventListener('copy', (e) => (window.copied = e.clipboardData.getData('text/plain'))),
+      );
+      await copyText(page, '#forwarding');
+      const link = await page.evaluate(() => window.lumen.link());
+      assert.equal(await page.evaluate(() => window.copied), expected(link));
+      assert.deepEqual(problems, []);
+      await context.close();
+    });
+  }
 
   /** The privacy signals a browser can send, as navigator properties. */
   const SIGNALS = { gpc: ['globalPrivacyControl', true], dnt: ['doNotTrack', '1'] };
