@@ -164,6 +164,11 @@ function start(script) {
     return JSON.stringify(batch);
   }
 
+  /** POSTs a body to ingest: keepalive, so it survives the page; no cookies. */
+  function post(text) {
+    return fetch(endpoint, { method: 'POST', body: text, keepalive: true, credentials: 'omit' });
+  }
+
   /** Sends the next batch with fetch, which (unlike sendBeacon) tells a 503 from
    * a 202; retries with backoff on 5xx, 408, 429 and network errors. */
   function flush() {
@@ -179,7 +184,9 @@ function start(script) {
       const backoff = Math.min(RETRY_BASE_MS * 2 ** failures++, RETRY_MAX_MS);
       schedule(after > 0 ? Math.min(after * 1000, RETRY_MAX_MS) : backoff * (0.5 + Math.random() / 2));
     };
-    fetch(endpoint, { method: 'POST', body: body(batch), keepalive: true, credentials: 'omit' }).then(
+    // Through a promise so that a fetch that throws (a page's broken wrapper) is
+    // retried like any failure instead of leaving `busy` set forever.
+    new Promise((sent) => sent(post(body(batch)))).then(
       safe((res) => {
         const s = res.status;
         if (s >= 500 || s == 408 || s == 429) return retry(+res.headers.get('Retry-After'));
@@ -200,7 +207,7 @@ function start(script) {
     while (queue.length) {
       const text = body(queue.splice(0, MAX_BATCH));
       if (!(nav.sendBeacon && nav.sendBeacon(endpoint, text))) {
-        fetch(endpoint, { method: 'POST', body: text, keepalive: true, credentials: 'omit' }).catch(noop);
+        post(text).catch(noop);
       }
     }
   }

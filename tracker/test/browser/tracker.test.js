@@ -373,6 +373,24 @@ describe('t.js options and edge cases', () => {
     await context.close();
   });
 
+  it('survives a page whose fetch throws, and delivers once fetch works again', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    await context.addInitScript(() => {
+      window.realFetch = window.fetch;
+      window.fetch = () => {
+        window.fetchCalls = (window.fetchCalls || 0) + 1;
+        throw new TypeError('fetch broken by the page');
+      };
+    });
+    const page = await openTracked(context, `${demo.url}/articles/night-trains.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    await waitFor('two attempts through the broken fetch', () => page.evaluate(() => window.fetchCalls >= 2));
+    await page.evaluate(() => (window.fetch = window.realFetch));
+    await arrived('the pageview, once fetch works', { kind: 'pageview', minted_token: token });
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('flags the Telegram webview, which its user agent hides', async () => {
     const { context, problems } = await isolatedContext(browser);
     await context.addInitScript(() => {
