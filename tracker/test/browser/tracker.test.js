@@ -391,6 +391,20 @@ describe('t.js options and edge cases', () => {
     await context.close();
   });
 
+  it('copies the tokened link with a data-lumen-share="copy" button', async () => {
+    const { context, problems } = await isolatedContext(browser);
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: demo.url });
+    const page = await openTracked(context, `${demo.url}/articles/group-chats.html`);
+    const token = await page.evaluate(() => window.lumen.token());
+    await page.locator('[data-lumen-share="copy"]').first().click();
+    const clipboard = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(clipboard, `${demo.url}/articles/group-chats.html#ls=${token}`);
+    const share = await arrived('the copy-button share', { kind: 'share', share_token: token, share_target: 'copy' });
+    assert.equal(share.share_method, 'button');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('flags the Telegram webview, which its user agent hides', async () => {
     const { context, problems } = await isolatedContext(browser);
     await context.addInitScript(() => {
