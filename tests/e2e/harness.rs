@@ -12,6 +12,11 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
+/// Consumer-group settings that let a restarted consumer take over a killed
+/// one's partitions in seconds (the broker's minimum session) instead of the
+/// 45 s default: the fault tests kill consumers on purpose.
+const FAST_FAILOVER: &str = "session.timeout.ms=6000,heartbeat.interval.ms=1500";
+
 /// The workspace root (`tests/` is one level down).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -251,8 +256,9 @@ impl Pipeline {
                 "enrich",
                 &dir,
                 with(&[
-                    ("LUMEN_ENRICH_CONSUMER_GROUP", format!("{name}.enrich")),
+                    ("LUMEN_ENRICH_GROUP_ID", format!("{name}.enrich")),
                     ("LUMEN_ENRICH_TRANSACTIONAL_ID", format!("{name}.enrich")),
+                    ("LUMEN_KAFKA_OPTIONS", FAST_FAILOVER.to_owned()),
                 ]),
             ),
             sink: Service::new(
@@ -263,6 +269,7 @@ impl Pipeline {
                     ("LUMEN_CLICKHOUSE_URL", clickhouse_url()),
                     ("LUMEN_CLICKHOUSE_DATABASE", database.clone()),
                     ("LUMEN_SINK_BATCH_MAX_AGE_MS", "200".to_owned()),
+                    ("LUMEN_KAFKA_OPTIONS", FAST_FAILOVER.to_owned()),
                 ]),
             ),
             ingest_url: format!("http://127.0.0.1:{ingest_port}"),
