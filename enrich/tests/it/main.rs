@@ -5,4 +5,5 @@
 
 mod harness;
 mod pipeline;
+mod rebalance;
 mod restart;
