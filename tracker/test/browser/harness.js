@@ -74,7 +74,11 @@ const AVRO_HEADER_BYTES = 10;
 /** A raw event from its Kafka value, or an Error saying why it is not one. */
 export function decodeRawEvent(value) {
   if (!value || !value.subarray(0, 2).equals(AVRO_MAGIC)) return new Error('no Avro single-object header');
-  return RAW_EVENT.fromBuffer(value.subarray(AVRO_HEADER_BYTES));
+  try {
+    return RAW_EVENT.fromBuffer(value.subarray(AVRO_HEADER_BYTES));
+  } catch (error) {
+    return error;
+  }
 }
 
 // Ingest compresses with LZ4 by default; kafkajs has no codec for it built in.

@@ -518,3 +518,11 @@ describe('t.js options and edge cases', () => {
     await context.close();
   });
 });
+
+describe('the raw topic afterwards', () => {
+  it('holds only records that decode as RawEvent', () => {
+    assert.ok(raw.records.length > 0);
+    const undecodable = raw.records.filter((r) => r.event instanceof Error).map((r) => r.event.message);
+    assert.deepEqual(undecodable, []);
+  });
+});
