@@ -311,6 +311,7 @@ impl Pipeline {
             event,
             share,
             ua_cache,
+            bot,
         } = enriched;
         let mut outputs = vec![self.encoders.enriched(key, &event)?];
         if let Some(share) = &share {
@@ -331,6 +332,9 @@ impl Pipeline {
         );
         if let Some(result) = token_lookup(&event) {
             tally.add(Counter::TokenLookups, result);
+        }
+        if let Some(app) = bot {
+            tally.add(Counter::BotEvents, app);
         }
         Ok(outputs)
     }

@@ -22,6 +22,9 @@ pub struct Enriched {
     pub share: Option<ShareRecord>,
     /// Whether the user agent came from the cache.
     pub ua_cache: CacheOutcome,
+    /// For bots: the app a preview fetch reveals, `none` for other bots
+    /// (a bounded metric label).
+    pub bot: Option<&'static str>,
 }
 
 /// The enrichment state: rules, user-agent cache, token store.
@@ -80,6 +83,9 @@ impl Enricher {
             token: resolution.is_valid(),
         });
         let classification = self.classifier.classify(&evidence);
+        let bot = user_agent
+            .is_bot()
+            .then_some(user_agent.preview_app.unwrap_or("none"));
         let rule = classification.rule;
         let campaign = evidence.campaign;
         let Resolution {
@@ -134,6 +140,7 @@ impl Enricher {
             event,
             share,
             ua_cache,
+            bot,
         })
     }
 }

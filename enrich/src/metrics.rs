@@ -48,6 +48,9 @@ pub struct Metrics {
     pub token_store_entries: IntGauge,
     /// Partition assignments and revocations.
     pub rebalances: IntCounterVec,
+    /// Bot events (never visits), by the app a preview fetch reveals
+    /// (`none` for crawlers): counted apart from visits.
+    pub bot_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -121,6 +124,11 @@ impl Metrics {
                 "Partition assignments and revocations.",
                 "kind",
             )?,
+            bot_events: counter_vec(
+                "lumen_enrich_bot_events_total",
+                "Bot and link-preview events, by the app a preview reveals.",
+                "preview_app",
+            )?,
         };
         registry.register(Box::new(metrics.events_in.clone()))?;
         registry.register(Box::new(metrics.events_out.clone()))?;
@@ -134,6 +142,7 @@ impl Metrics {
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
         registry.register(Box::new(metrics.token_store_entries.clone()))?;
         registry.register(Box::new(metrics.rebalances.clone()))?;
+        registry.register(Box::new(metrics.bot_events.clone()))?;
         Ok(metrics)
     }
 }
@@ -154,6 +163,8 @@ pub enum Counter {
     UaCache,
     /// [`Metrics::shares_recorded`] (no label).
     SharesRecorded,
+    /// [`Metrics::bot_events`].
+    BotEvents,
 }
 
 /// Counts of one batch, applied on commit.
@@ -179,6 +190,7 @@ impl Metrics {
                 Counter::Dlq => &self.dlq,
                 Counter::TokenLookups => &self.token_lookups,
                 Counter::UaCache => &self.ua_cache,
+                Counter::BotEvents => &self.bot_events,
                 Counter::SharesRecorded => {
                     self.shares_recorded.inc_by(count);
                     continue;
@@ -225,11 +237,12 @@ mod tests {
             &metrics.ua_cache,
             &metrics.transactions,
             &metrics.rebalances,
+            &metrics.bot_events,
         ] {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 12);
+        assert_eq!(families.len(), 13);
         assert!(
             families
                 .iter()
