@@ -100,6 +100,7 @@ nohup node tracker/demo/serve.js --port "$SITE_PORT" >"$STATE/site.log" 2>&1 </d
 echo $! >"$STATE/site.pid"
 wait_ready "demo site" "http://127.0.0.1:$SITE_PORT/" "$STATE/site.log"
 
+started=$(date -u +%s)
 step "6/6 $SECONDS_OF_TRAFFIC s of readers at $RATE/s: sharers, WhatsApp/Messenger/Telegram/WeChat/LINE webviews, webmail, search, AI, social, newsletters, bots"
 target/debug/lumen-traffic --ingest-url http://127.0.0.1:8080 --site-origin "http://localhost:$SITE_PORT" \
     --rate "$RATE" --duration-secs "$SECONDS_OF_TRAFFIC" --seed "$SEED" \
@@ -108,15 +109,15 @@ traffic=$!
 echo "$traffic" >"$STATE/traffic.pid"
 
 RATIO_SQL="SELECT formatDateTime(bucket, '%H:%i') AS minute, dark_social_visits AS dark, public_social_visits AS public, round(dark_public_ratio, 2) AS dark_per_public
-FROM lumen.share_ratio WHERE site_id = 'demo' AND bucket_size = 'minute' AND bucket >= now() - INTERVAL 10 MINUTE ORDER BY bucket"
-CHANNELS_SQL="SELECT channel, channel_source AS source, sum(visits) AS visits, round(100 * visits / sum(sum(visits)) OVER (), 1) AS pct
-FROM lumen.traffic_per_minute WHERE site_id = 'demo' AND minute >= now() - INTERVAL 10 MINUTE
-GROUP BY channel, channel_source HAVING visits > 0 ORDER BY visits DESC LIMIT 12"
+FROM lumen.share_ratio WHERE site_id = 'demo' AND bucket_size = 'minute' AND bucket >= toStartOfMinute(toDateTime($started)) ORDER BY bucket"
+CHANNELS_SQL="SELECT channel, if(channel_source = '', '(none)', channel_source) AS source, sum(visits) AS n, round(100 * n / sum(n) OVER (), 1) AS pct
+FROM lumen.traffic_per_minute WHERE site_id = 'demo' AND minute >= toStartOfMinute(toDateTime($started))
+GROUP BY channel, channel_source HAVING n > 0 ORDER BY n DESC LIMIT 12"
 while kill -0 "$traffic" 2>/dev/null; do
     sleep 5
     step "live from ClickHouse: dark vs public social per minute"
     query "$RATIO_SQL" || true
-    bold "top channels and sources (last 10 minutes)"
+    bold "top channels and sources since the traffic started"
     query "$CHANNELS_SQL" || true
 done
 wait "$traffic" || die "the traffic generator failed: $(tail -n 3 "$STATE/traffic.log")"
@@ -125,8 +126,8 @@ rm -f "$STATE/traffic.pid"
 step "ground truth (what the generator sent) vs ClickHouse (what Lumen counted)"
 cat "$STATE/traffic.out"
 sleep 3
-query "SELECT channel, count() AS visits FROM lumen.events WHERE site_id = 'demo' AND kind = 'pageview' AND NOT is_bot AND received_at >= now() - INTERVAL 15 MINUTE GROUP BY channel ORDER BY visits DESC"
-query "SELECT sum(dark_social_visits) AS dark, sum(public_social_visits) AS public, round(dark / public, 2) AS dark_per_public FROM lumen.share_ratio WHERE site_id = 'demo' AND bucket_size = 'day' AND bucket = today()"
+query "SELECT channel, count() AS visits FROM lumen.events WHERE site_id = 'demo' AND kind = 'pageview' AND NOT is_bot AND received_at >= toDateTime($started) GROUP BY channel ORDER BY visits DESC"
+query "SELECT countIf(channel = 'dark_social') AS dark, countIf(channel = 'social') AS public, round(dark / public, 2) AS dark_per_public FROM lumen.events WHERE site_id = 'demo' AND kind = 'pageview' AND NOT is_bot AND received_at >= toDateTime($started)"
 
 cat <<EOF_DONE
 
