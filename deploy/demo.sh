@@ -125,7 +125,13 @@ rm -f "$STATE/traffic.pid"
 
 step "ground truth (what the generator sent) vs ClickHouse (what Lumen counted)"
 cat "$STATE/traffic.out"
-sleep 3
+expected=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["events"])' "$STATE/truth.json")
+deadline=$((SECONDS + 60))
+until (( $(curl -sS "$CLICKHOUSE/" --data-binary "SELECT count() FROM lumen.events WHERE site_id = 'demo' AND received_at >= toDateTime($started)") >= expected )); do
+    ((SECONDS < deadline)) || { echo "ClickHouse has not caught up with the $expected events after 60 s" >&2; break; }
+    sleep 0.5
+done
+echo "ClickHouse holds all $expected events sent:"
 query "SELECT channel, count() AS visits FROM lumen.events WHERE site_id = 'demo' AND kind = 'pageview' AND NOT is_bot AND received_at >= toDateTime($started) GROUP BY channel ORDER BY visits DESC"
 query "SELECT countIf(channel = 'dark_social') AS dark, countIf(channel = 'social') AS public, round(dark / public, 2) AS dark_per_public FROM lumen.events WHERE site_id = 'demo' AND kind = 'pageview' AND NOT is_bot AND received_at >= toDateTime($started)"
 
