@@ -128,7 +128,11 @@ impl Classifier {
 
     /// The evidence of one event.
     pub fn evidence(&self, input: &Input<'_>) -> Evidence {
-        let landing = Url::parse(input.url).ok();
+        // A path-only URL (explain input) is read relative to the site host.
+        let landing = Url::parse(input.url).ok().or_else(|| {
+            let base = Url::parse(&format!("https://{}/", input.site_host?)).ok()?;
+            base.join(input.url).ok()
+        });
         let site_host = input
             .site_host
             .or_else(|| landing.as_ref().and_then(Url::host_str))
@@ -622,6 +626,22 @@ mod tests {
     fn invalid_article_pattern_is_a_config_error() {
         let error = Classifier::new("(", &[]).expect_err("invalid regex");
         assert_eq!(error.reason(), "config");
+    }
+
+    #[test]
+    fn path_only_urls_are_read_against_the_site_host() {
+        let ua = user_agent::parse(IPHONE, &woothee::parser::Parser::new());
+        let evidence = Classifier::default().evidence(&Input {
+            site_id: "daily-planet",
+            url: "/news/2026/eclipse?utm_medium=email",
+            referrer: None,
+            site_host: Some("dailyplanet.example"),
+            webview: None,
+            user_agent: &ua,
+            token: false,
+        });
+        assert!(evidence.deep_link);
+        assert_eq!(evidence.campaign.medium.as_deref(), Some("email"));
     }
 
     #[rstest]
