@@ -197,6 +197,9 @@ pub enum RequestError {
     /// No such route.
     #[error("not found")]
     NotFound,
+    /// The route exists, not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A bug: a validated event could not be encoded.
     #[error("internal error")]
     Internal,
@@ -224,6 +227,7 @@ impl RequestError {
             Self::Unavailable { .. } => "kafka_unavailable",
             Self::TrackerMissing => "tracker_missing",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal",
         }
     }
@@ -249,6 +253,7 @@ impl RequestError {
             Self::UnknownSite | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TrackerMissing | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -304,6 +309,7 @@ mod tests {
     #[case(RequestError::OriginNotAllowed, 403)]
     #[case(RequestError::UnknownSite, 403)]
     #[case(RequestError::TrackerMissing, 404)]
+    #[case(RequestError::MethodNotAllowed, 405)]
     fn client_errors_are_4xx(#[case] error: RequestError, #[case] status: u16) {
         assert_eq!(error.status().as_u16(), status);
         assert!(error.status().is_client_error());

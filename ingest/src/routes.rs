@@ -93,6 +93,7 @@ pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
         .route("/p", get(pixel_no_content::<P>))
         .route("/t.js", get(tracker::<P>))
         .fallback(|| async { RequestError::NotFound })
+        .method_not_allowed_fallback(|| async { RequestError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(metrics, count_requests))
         .with_state(state)
 }

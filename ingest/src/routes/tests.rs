@@ -438,6 +438,7 @@ async fn unknown_routes_and_methods_are_4xx() {
     assert_eq!(missing.reason(), "not_found");
     let wrong_method = send(&state, Method::GET, "/v1/events", &[], Body::empty()).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.reason(), "method_not_allowed");
     assert_eq!(
         state
             .metrics

@@ -45,6 +45,11 @@ async fn hostile_clients_get_4xx_and_nothing_reaches_kafka() {
     let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "slow headers are cut off");
 
+    // A connection that never sends a byte is closed too.
+    let mut idle = TcpStream::connect(service.public).await.expect("connect");
+    let closed = tokio::time::timeout(DEADLINE, idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle connections are cut off");
+
     // 10 MB announced: refused from the headers, before the body is read.
     let mut stream = TcpStream::connect(service.public).await.expect("connect");
     let head = "POST /v1/events HTTP/1.1\r\nHost: ingest\r\nConnection: close\r\n\
