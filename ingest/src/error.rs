@@ -31,6 +31,9 @@ pub enum Error {
     /// The Avro codec cannot be built (a bug caught by tests).
     #[error("schema: {0}")]
     Schema(#[from] lumen_schemas::Error),
+    /// A metric cannot be registered (a bug caught by tests).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// A listener cannot be bound or served.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -77,7 +77,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running> {
     tracing::info!(sites = sites.len(), path = %sites_file.display(), "sites loaded");
 
     let registry = prometheus::Registry::new();
-    let metrics = Metrics::new(&registry).map_err(|e| Error::Config(format!("metrics: {e}")))?;
+    let metrics = Metrics::new(&registry)?;
     let producer = Arc::new(KafkaProducer::new(
         &config.kafka,
         &config.producer,
