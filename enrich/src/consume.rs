@@ -12,7 +12,7 @@
 //! first record. An aborted transaction rewinds the batch's partitions to
 //! its first offsets.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +21,7 @@ use lumen_schemas::{Codec, RawEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::classify::Classifier;
@@ -30,7 +30,7 @@ use crate::dedupe::Dedupe;
 use crate::enrich::{Enriched, Enricher, token_lookup};
 use crate::error::{Error, Result};
 use crate::metrics::{Counter, Metrics, Tally};
-use crate::produce::{self, Encoders, Output, SourcePosition};
+use crate::produce::{self, Encoders, KafkaTransport, Output, SourcePosition, Transport};
 use crate::restore::Restorer;
 use crate::tokens::TokenStore;
 use crate::transaction::{self, TransactionalProducer};
@@ -118,25 +118,37 @@ impl Batch {
         self.first_offsets.entry(partition).or_insert(offset);
         self.next_offsets.insert(partition, offset + 1);
     }
+}
 
-    fn offsets(&self, topic: &str) -> Result<TopicPartitionList> {
-        let mut list = TopicPartitionList::new();
-        for (partition, next) in &self.next_offsets {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(Error::kafka("offsets"))?;
+/// One consumed record, as the loop processes it.
+struct Record<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+impl<'a> From<&'a BorrowedMessage<'_>> for Record<'a> {
+    fn from(message: &'a BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload().unwrap_or_default(),
         }
-        Ok(list)
     }
 }
 
-/// Everything the loop mutates, apart from the consumer.
-struct Pipeline {
+/// Everything the loop mutates, apart from the consumer's record stream.
+struct Pipeline<T> {
     config: Config,
     enricher: Enricher,
     dedupe: Dedupe,
     decoder: Codec<RawEvent>,
     encoders: Encoders,
-    producer: TransactionalProducer,
+    transport: T,
     restorer: Arc<Restorer>,
     metrics: Metrics,
     readiness: Readiness,
@@ -199,29 +211,13 @@ pub async fn run(
         .subscribe(&[&config.topics.raw])
         .map_err(Error::kafka("subscribe"))?;
 
-    let mut pipeline = Pipeline {
-        enricher: Enricher::new(
-            Classifier::new(
-                &config.classify.article_path_regex,
-                &config.classify.site_article_path_regex,
-            )?,
-            pipeline_config.ua_cache_entries,
-            TokenStore::new(
-                pipeline_config.token_ttl_ms(),
-                pipeline_config.token_store_max_entries,
-            ),
-        ),
-        dedupe: Dedupe::new(pipeline_config.dedupe_window_events),
-        decoder: Codec::new().map_err(Error::Encode)?,
-        encoders: Encoders::new()?,
+    let transport = KafkaTransport {
+        consumer: Arc::clone(&consumer),
         producer,
-        restorer,
-        metrics,
-        readiness,
-        events,
-        batch: Batch::default(),
-        config,
+        topics: config.topics.clone(),
+        timeout: transaction_timeout,
     };
+    let mut pipeline = Pipeline::new(config, transport, restorer, metrics, readiness, events)?;
     let max_wait = Duration::from_millis(pipeline.config.pipeline.batch_max_wait_ms);
     let mut rebalance_poll = tokio::time::interval(REBALANCE_POLL);
     loop {
@@ -229,17 +225,15 @@ pub async fn run(
         tokio::select! {
             biased;
             () = shutdown.wait() => break,
-            () = sleep_until(deadline), if deadline.is_some() => {
-                pipeline.flush(&consumer).await?;
-            }
-            _ = rebalance_poll.tick() => pipeline.handle_rebalances(&consumer).await?,
+            () = sleep_until(deadline), if deadline.is_some() => pipeline.flush().await?,
+            _ = rebalance_poll.tick() => pipeline.handle_rebalances().await?,
             message = consumer.recv() => {
-                pipeline.handle_rebalances(&consumer).await?;
+                pipeline.handle_rebalances().await?;
                 match message {
                     Ok(message) => {
-                        pipeline.process(&message);
+                        pipeline.process(&Record::from(&message));
                         if pipeline.batch.records >= pipeline.config.pipeline.batch_max_events {
-                            pipeline.flush(&consumer).await?;
+                            pipeline.flush().await?;
                         }
                     }
                     Err(error) => tracing::warn!(%error, tag = lumen_runtime::kafka::error_tag(&error), "consumer error"),
@@ -247,7 +241,7 @@ pub async fn run(
             }
         }
     }
-    pipeline.flush(&consumer).await?;
+    pipeline.flush().await?;
     pipeline.readiness.set(false);
     tracing::info!("enrich stopped after committing its last batch");
     Ok(())
@@ -265,22 +259,56 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-impl Pipeline {
+impl<T: Transport> Pipeline<T> {
+    fn new(
+        config: Config,
+        transport: T,
+        restorer: Arc<Restorer>,
+        metrics: Metrics,
+        readiness: Readiness,
+        events: UnboundedReceiver<RebalanceEvent>,
+    ) -> Result<Self> {
+        let pipeline = &config.pipeline;
+        Ok(Self {
+            enricher: Enricher::new(
+                Classifier::new(
+                    &config.classify.article_path_regex,
+                    &config.classify.site_article_path_regex,
+                )?,
+                pipeline.ua_cache_entries,
+                TokenStore::new(pipeline.token_ttl_ms(), pipeline.token_store_max_entries),
+            ),
+            dedupe: Dedupe::new(pipeline.dedupe_window_events),
+            decoder: Codec::new().map_err(Error::Encode)?,
+            encoders: Encoders::new()?,
+            transport,
+            restorer,
+            metrics,
+            readiness,
+            events,
+            batch: Batch::default(),
+            config,
+        })
+    }
+
     /// Decodes, de-duplicates and enriches one record into the batch.
-    fn process(&mut self, message: &BorrowedMessage<'_>) {
-        let partition = message.partition();
-        self.batch.track(partition, message.offset());
-        let payload = message.payload().unwrap_or_default();
-        let source = SourcePosition {
-            topic: message.topic(),
+    fn process(&mut self, record: &Record<'_>) {
+        let Record {
+            topic,
             partition,
-            offset: message.offset(),
+            offset,
+            key,
+            payload,
+        } = *record;
+        self.batch.track(partition, offset);
+        let source = SourcePosition {
+            topic,
+            partition,
+            offset,
         };
         let raw = match self.decoder.decode(payload) {
             Ok(raw) => raw,
-            Err(error) => {
-                return self.dead_letter(message.key(), payload, &Error::Decode(error), source);
-            }
+            Err(error) => return self.dead_letter(key, payload, &Error::Decode(error), source),
         };
         let id = (partition, raw.event_id.clone());
         if self.dedupe.seen(partition, &id.1) || self.batch.event_ids.contains(&id) {
@@ -290,14 +318,14 @@ impl Pipeline {
         let outputs = self
             .enricher
             .enrich(partition, raw, None)
-            .and_then(|enriched| self.outputs(partition, message.key(), enriched));
+            .and_then(|enriched| self.outputs(partition, key, enriched));
         match outputs {
             Ok(outputs) => {
                 self.batch.tally.add(Counter::EventsIn, "enriched");
                 self.batch.outputs.extend(outputs);
                 self.batch.event_ids.insert(id);
             }
-            Err(error) => self.dead_letter(message.key(), payload, &error, source),
+            Err(error) => self.dead_letter(key, payload, &error, source),
         }
     }
 
@@ -357,24 +385,17 @@ impl Pipeline {
     /// Commits the open batch in one transaction; on a non-fatal failure
     /// rewinds its partitions so the records are processed again.
     #[tracing::instrument(skip_all, fields(records = self.batch.records))]
-    async fn flush(&mut self, consumer: &Arc<StreamConsumer<LoopContext>>) -> Result<()> {
-        self.handle_rebalances(consumer).await?;
+    async fn flush(&mut self) -> Result<()> {
+        self.handle_rebalances().await?;
         if self.batch.records == 0 {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
-        let group = consumer
-            .group_metadata()
-            .ok_or_else(|| Error::Config("the consumer has no group metadata".to_owned()))?;
         let started = Instant::now();
-        let written = produce::write_batch(
-            &mut self.producer,
-            &self.config.topics,
-            &batch.outputs,
-            batch.offsets(&self.config.topics.raw)?,
-            group,
-        )
-        .await;
+        let written = self
+            .transport
+            .write(&batch.outputs, &batch.next_offsets)
+            .await;
         match written {
             Ok(()) => {
                 self.metrics
@@ -398,45 +419,15 @@ impl Pipeline {
                     .transactions
                     .with_label_values(&["aborted"])
                     .inc();
-                self.rewind(consumer, &batch.first_offsets).await;
+                self.transport.rewind(&batch.first_offsets).await;
                 tokio::time::sleep(ABORT_BACKOFF).await;
                 Ok(())
             }
         }
     }
 
-    /// Seeks each partition of an aborted batch back to its first offset.
-    async fn rewind(
-        &self,
-        consumer: &Arc<StreamConsumer<LoopContext>>,
-        first_offsets: &BTreeMap<i32, i64>,
-    ) {
-        let consumer = Arc::clone(consumer);
-        let topic = self.config.topics.raw.clone();
-        let offsets = first_offsets.clone();
-        let timeout = Duration::from_millis(self.config.pipeline.transaction_timeout_ms);
-        let sought = tokio::task::spawn_blocking(move || {
-            for (partition, offset) in offsets {
-                // A partition revoked meanwhile restarts from its committed
-                // offset at its next owner anyway.
-                if let Err(error) =
-                    consumer.seek(&topic, partition, Offset::Offset(offset), timeout)
-                {
-                    tracing::warn!(%error, partition, "cannot rewind partition");
-                }
-            }
-        })
-        .await;
-        if let Err(error) = sought {
-            tracing::warn!(%error, "rewind task failed");
-        }
-    }
-
     /// Applies the rebalances reported since the last call.
-    async fn handle_rebalances(
-        &mut self,
-        consumer: &Arc<StreamConsumer<LoopContext>>,
-    ) -> Result<()> {
+    async fn handle_rebalances(&mut self) -> Result<()> {
         while let Ok(event) = self.events.try_recv() {
             match event {
                 RebalanceEvent::Revoked(partitions) => {
@@ -455,7 +446,7 @@ impl Pipeline {
                 }
                 RebalanceEvent::Assigned(partitions) => {
                     self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                    self.restore(consumer, &partitions).await?;
+                    self.restore(&partitions).await?;
                     self.readiness.set(!partitions.is_empty());
                 }
             }
@@ -465,30 +456,8 @@ impl Pipeline {
 
     /// Restores the token store and recent ids of newly assigned partitions.
     #[tracing::instrument(skip_all, fields(?partitions))]
-    async fn restore(
-        &mut self,
-        consumer: &Arc<StreamConsumer<LoopContext>>,
-        partitions: &[i32],
-    ) -> Result<()> {
-        let mut list = TopicPartitionList::new();
-        for partition in partitions {
-            list.add_partition(&self.config.topics.raw, *partition);
-        }
-        let committed_consumer = Arc::clone(consumer);
-        let timeout = Duration::from_millis(self.config.pipeline.restore_timeout_ms);
-        let committed = tokio::task::spawn_blocking(move || {
-            committed_consumer.committed_offsets(list, timeout)
-        })
-        .await?
-        .map_err(Error::kafka("committed offsets"))?;
-        let committed: HashMap<i32, i64> = committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => Some((e.partition(), offset)),
-                _ => None,
-            })
-            .collect();
+    async fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        let committed = self.transport.committed(partitions).await?;
         for &partition in partitions {
             let started = Instant::now();
             let restorer = Arc::clone(&self.restorer);
@@ -533,5 +502,220 @@ impl Pipeline {
     fn update_store_gauge(&mut self) {
         let entries = i64::try_from(self.enricher.tokens().len()).unwrap_or(i64::MAX);
         self.metrics.token_store_entries.set(entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use lumen_runtime::KafkaConfig;
+    use lumen_schemas::{EventKind, ShareMethod, ShareToken};
+    use prometheus::Registry;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::*;
+    use crate::produce::Destination;
+
+    /// Records what the loop writes; fails the next write when told to.
+    #[derive(Default)]
+    struct Recording {
+        written: Vec<(Vec<Destination>, BTreeMap<i32, i64>)>,
+        rewinds: Mutex<Vec<BTreeMap<i32, i64>>>,
+        fail_next: Option<RDKafkaErrorCode>,
+    }
+
+    impl Transport for Recording {
+        async fn write(&mut self, outputs: &[Output], next: &BTreeMap<i32, i64>) -> Result<()> {
+            if let Some(code) = self.fail_next.take() {
+                return Err(Error::kafka("commit")(KafkaError::MessageProduction(code)));
+            }
+            let destinations = outputs.iter().map(|o| o.destination).collect();
+            self.written.push((destinations, next.clone()));
+            Ok(())
+        }
+
+        async fn rewind(&self, offsets: &BTreeMap<i32, i64>) {
+            self.rewinds.lock().expect("lock").push(offsets.clone());
+        }
+
+        async fn committed(&self, _: &[i32]) -> Result<HashMap<i32, i64>> {
+            Ok(HashMap::new())
+        }
+    }
+
+    struct Harness {
+        pipeline: Pipeline<Recording>,
+        rebalances: UnboundedSender<RebalanceEvent>,
+        codec: Codec<RawEvent>,
+    }
+
+    fn harness() -> Harness {
+        let (rebalances, events) = tokio::sync::mpsc::unbounded_channel();
+        let metrics = Metrics::register(&Registry::new()).expect("metrics");
+        // Never used by these tests: no assignment is reported.
+        let restorer =
+            Restorer::new(&KafkaConfig::default(), Duration::from_secs(1)).expect("restorer");
+        let pipeline = Pipeline::new(
+            Config::with_defaults(),
+            Recording::default(),
+            Arc::new(restorer),
+            metrics,
+            Readiness::new(),
+            events,
+        )
+        .expect("pipeline");
+        Harness {
+            pipeline,
+            rebalances,
+            codec: Codec::new().expect("codec"),
+        }
+    }
+
+    fn raw(id: &str, kind: EventKind, token: &str) -> RawEvent {
+        RawEvent {
+            event_id: id.into(),
+            site_id: "daily-planet".into(),
+            kind,
+            received_at: now_ms(),
+            sent_at: None,
+            url: "https://dailyplanet.example/news/2026/eclipse".into(),
+            referrer: None,
+            user_agent: "Mozilla/5.0".into(),
+            visitor_id: "v".into(),
+            minted_token: None,
+            landing_token: (kind == EventKind::Pageview).then(|| token.to_owned()),
+            webview: None,
+            share_token: (kind == EventKind::Share).then(|| token.to_owned()),
+            share_method: (kind == EventKind::Share).then_some(ShareMethod::Copy),
+            share_target: None,
+            parent_token: None,
+        }
+    }
+
+    impl Harness {
+        /// Feeds payloads to partition 1 from `first_offset` on.
+        fn feed(&mut self, first_offset: i64, payloads: &[Vec<u8>]) {
+            for (offset, payload) in (first_offset..).zip(payloads) {
+                self.pipeline.process(&Record {
+                    topic: "lumen.raw",
+                    partition: 1,
+                    offset,
+                    key: Some(b"key"),
+                    payload,
+                });
+            }
+        }
+
+        fn payloads(&self) -> Vec<Vec<u8>> {
+            let token = ShareToken::new(now_ms(), [9; 7]).encode();
+            vec![
+                self.codec
+                    .encode(&raw("share", EventKind::Share, &token))
+                    .expect("encode"),
+                self.codec
+                    .encode(&raw("visit", EventKind::Pageview, &token))
+                    .expect("encode"),
+                b"garbage".to_vec(),
+            ]
+        }
+
+        fn count(&self, outcome: &str) -> u64 {
+            self.pipeline
+                .metrics
+                .events_in
+                .with_label_values(&[outcome])
+                .get()
+        }
+    }
+
+    #[tokio::test]
+    async fn one_transaction_per_batch_with_next_offsets_and_retries_dropped() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        h.feed(10, &payloads);
+        h.pipeline.flush().await.expect("flush");
+        use Destination::{DeadLetter, Enriched, Shares};
+        let written = &h.pipeline.transport.written;
+        assert_eq!(written[0].0, [Enriched, Shares, Enriched, DeadLetter]);
+        assert_eq!(
+            written[0].1,
+            BTreeMap::from([(1, 13)]),
+            "offsets are last + 1"
+        );
+        assert_eq!((h.count("enriched"), h.count("dlq")), (2, 1));
+
+        h.feed(13, &payloads[1..2]);
+        h.pipeline.flush().await.expect("flush");
+        let written = &h.pipeline.transport.written;
+        assert!(written[1].0.is_empty(), "the retry is dropped");
+        assert_eq!(
+            written[1].1,
+            BTreeMap::from([(1, 14)]),
+            "but its offset commits"
+        );
+        assert_eq!(h.count("duplicate"), 1);
+    }
+
+    #[tokio::test]
+    async fn aborted_batch_is_rewound_uncounted_and_processed_again() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        h.pipeline.transport.fail_next = Some(RDKafkaErrorCode::MessageTimedOut);
+        h.feed(10, &payloads);
+        h.pipeline.flush().await.expect("an abort is not fatal");
+        assert_eq!(
+            *h.pipeline.transport.rewinds.lock().expect("lock"),
+            [BTreeMap::from([(1, 10)])]
+        );
+        assert!(h.pipeline.transport.written.is_empty());
+        assert_eq!(h.count("enriched"), 0, "nothing counted before a commit");
+        assert_eq!(
+            h.pipeline
+                .metrics
+                .transactions
+                .with_label_values(&["aborted"])
+                .get(),
+            1
+        );
+
+        // The rewound records come again and are not taken for retries.
+        h.feed(10, &payloads);
+        h.pipeline.flush().await.expect("flush");
+        assert_eq!(h.pipeline.transport.written[0].0.len(), 4);
+        assert_eq!((h.count("enriched"), h.count("duplicate")), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn fenced_producer_stops_the_loop() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        h.pipeline.transport.fail_next = Some(RDKafkaErrorCode::ProducerFenced);
+        h.feed(10, &payloads);
+        let error = h.pipeline.flush().await.expect_err("fatal");
+        assert_eq!(error.reason(), "fenced");
+    }
+
+    #[tokio::test]
+    async fn revocation_discards_the_open_batch() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        h.feed(10, &payloads);
+        h.rebalances
+            .send(RebalanceEvent::Revoked(vec![1]))
+            .expect("send");
+        h.pipeline.flush().await.expect("flush");
+        assert!(h.pipeline.transport.written.is_empty(), "never committed");
+        assert!(
+            h.pipeline
+                .transport
+                .rewinds
+                .lock()
+                .expect("lock")
+                .is_empty()
+        );
+        assert_eq!(h.pipeline.batch.records, 0);
+        assert!(!h.pipeline.readiness.is_ready());
     }
 }

@@ -4,13 +4,21 @@
 //!
 //! Dead-letter records keep the original key and payload and say why in
 //! headers (`lumen.reason`, `lumen.error`, `lumen.source.*`).
+//!
+//! What the consume loop asks of Kafka besides records sits behind the
+//! [`Transport`] trait (Kafka implementation here, a recording fake in the
+//! loop's tests), so batching, abort and rewind are tested without a broker.
 
 use lumen_runtime::TopicsConfig;
 use lumen_schemas::{Codec, EnrichedEvent, ShareRecord};
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::ConsumerGroupMetadata;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, ConsumerContext, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
 use crate::transaction::TransactionalProducer;
@@ -125,10 +133,104 @@ pub fn dead_letter(
     }
 }
 
+/// What the consume loop needs from Kafka besides reading records.
+pub trait Transport: Send {
+    /// Writes `outputs` and commits `next_offsets` (per raw partition, the
+    /// next offset to read) in one transaction. On error nothing of it is
+    /// visible to `read_committed` readers.
+    fn write(
+        &mut self,
+        outputs: &[Output],
+        next_offsets: &BTreeMap<i32, i64>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Moves reading of each raw partition back to the given offset (after
+    /// an aborted transaction).
+    fn rewind(&self, offsets: &BTreeMap<i32, i64>) -> impl Future<Output = ()> + Send;
+
+    /// The group's committed offsets of these raw partitions (those that
+    /// have one).
+    fn committed(
+        &self,
+        partitions: &[i32],
+    ) -> impl Future<Output = Result<HashMap<i32, i64>>> + Send;
+}
+
+/// The Kafka transport: the group's consumer and a transactional producer.
+pub struct KafkaTransport<C: ConsumerContext + 'static> {
+    /// The consumer of the raw topic (for group metadata, seeks, offsets).
+    pub consumer: Arc<StreamConsumer<C>>,
+    /// The transactional producer.
+    pub producer: TransactionalProducer,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Bound of blocking consumer calls.
+    pub timeout: Duration,
+}
+
+impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
+    async fn write(&mut self, outputs: &[Output], next_offsets: &BTreeMap<i32, i64>) -> Result<()> {
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| Error::Config("the consumer has no group metadata".to_owned()))?;
+        let mut offsets = TopicPartitionList::new();
+        for (partition, next) in next_offsets {
+            offsets
+                .add_partition_offset(&self.topics.raw, *partition, Offset::Offset(*next))
+                .map_err(Error::kafka("offsets"))?;
+        }
+        write_batch(&mut self.producer, &self.topics, outputs, offsets, group).await
+    }
+
+    async fn rewind(&self, offsets: &BTreeMap<i32, i64>) {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topics.raw.clone();
+        let offsets = offsets.clone();
+        let timeout = self.timeout;
+        let sought = tokio::task::spawn_blocking(move || {
+            for (partition, offset) in offsets {
+                // A partition revoked meanwhile restarts from its committed
+                // offset at its next owner anyway.
+                if let Err(error) =
+                    consumer.seek(&topic, partition, Offset::Offset(offset), timeout)
+                {
+                    tracing::warn!(%error, partition, "cannot rewind partition");
+                }
+            }
+        })
+        .await;
+        if let Err(error) = sought {
+            tracing::warn!(%error, "rewind task failed");
+        }
+    }
+
+    async fn committed(&self, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
+        let mut list = TopicPartitionList::new();
+        for partition in partitions {
+            list.add_partition(&self.topics.raw, *partition);
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let timeout = self.timeout;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.committed_offsets(list, timeout))
+                .await?
+                .map_err(Error::kafka("committed offsets"))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 /// Writes `outputs` and commits `offsets` (next offsets to read) for
 /// `group` in one transaction. On error the transaction has been aborted
 /// (unless the producer is fenced, see `transaction::is_fatal`).
-pub async fn write_batch(
+async fn write_batch(
     producer: &mut TransactionalProducer,
     topics: &TopicsConfig,
     outputs: &[Output],
