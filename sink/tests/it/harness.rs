@@ -129,16 +129,19 @@ impl Harness {
 
     /// Produces raw payloads (for poison records).
     pub async fn produce_raw<'a>(&self, records: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+        // Enqueue everything, then await the acknowledgements (an awaited
+        // `send` per record would serialize on linger.ms).
         let deliveries: Vec<_> = records
             .map(|(key, payload)| {
-                self.producer.send(
-                    FutureRecord::to(&self.enriched).key(key).payload(payload),
-                    Duration::from_secs(10),
-                )
+                let record = FutureRecord::to(&self.enriched).key(key).payload(payload);
+                self.producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueued")
             })
             .collect();
         for delivery in deliveries {
-            delivery.await.expect("produced");
+            delivery.await.expect("delivered").expect("produced");
         }
     }
 
