@@ -148,6 +148,12 @@ fn with_cors(mut response: Response, origin: Option<&Origin>, sites: &Sites) -> 
             .is_some_and(|url| sites.any_allows_origin(url))
     {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.raw.clone());
+        // The tracker backs off by ingest's Retry-After on a 503; browsers
+        // hide every non-simple response header unless it is exposed.
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
     }
     response
 }

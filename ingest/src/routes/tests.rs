@@ -188,6 +188,10 @@ async fn send_beacon_text_plain_and_gzip_are_accepted() {
     .await;
     assert_eq!(beacon.status, StatusCode::ACCEPTED);
     assert_eq!(beacon.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
+    assert_eq!(
+        beacon.headers[header::ACCESS_CONTROL_EXPOSE_HEADERS],
+        "Retry-After"
+    );
     let gzipped = send(
         &state,
         Method::POST,
