@@ -109,7 +109,7 @@ fn main() {
     let mut enricher = Enricher::new(
         Classifier::default(),
         NonZeroUsize::new(10_000).expect("non-zero"),
-        TokenStore::new(30 * 86_400_000, 1_000_000),
+        TokenStore::new(30 * 86_400_000, 256 << 20),
     );
     let enrich = measure(
         "decode + enrich (UA cache warm)",
@@ -123,7 +123,7 @@ fn main() {
     let mut cold = Enricher::new(
         Classifier::default(),
         NonZeroUsize::MIN,
-        TokenStore::new(30 * 86_400_000, 1_000_000),
+        TokenStore::new(30 * 86_400_000, 256 << 20),
     );
     measure(
         "decode + enrich (UA cache of 1: misses)",

@@ -107,13 +107,15 @@ pub struct PipelineConfig {
     )]
     pub token_ttl_days: u32,
 
-    /// Most shares held per partition; the oldest leave first.
+    /// Memory cap of the token store per partition, in estimated bytes;
+    /// past it the oldest shares leave first (they then resolve as
+    /// `address_bar`). Default 256 MiB.
     #[arg(
-        long = "token-store-max-entries",
-        env = "LUMEN_ENRICH_TOKEN_STORE_MAX_ENTRIES",
-        default_value_t = 1_000_000
+        long = "token-store-max-bytes",
+        env = "LUMEN_ENRICH_TOKEN_STORE_MAX_BYTES",
+        default_value_t = 256 * 1024 * 1024
     )]
-    pub token_store_max_entries: usize,
+    pub token_store_max_bytes: usize,
 
     /// Recent event ids kept per partition to drop tracker retries.
     #[arg(
@@ -149,7 +151,7 @@ impl Default for PipelineConfig {
             batch_max_wait_ms: 200,
             transaction_timeout_ms: 30_000,
             token_ttl_days: 30,
-            token_store_max_entries: 1_000_000,
+            token_store_max_bytes: 256 * 1024 * 1024,
             dedupe_window_events: 100_000,
             ua_cache_entries: NonZeroUsize::new(20_000).unwrap_or(NonZeroUsize::MIN),
             restore_timeout_ms: 120_000,
@@ -240,8 +242,8 @@ impl Config {
                 "--token-ttl-days must be at least 1",
             ),
             (
-                pipeline.token_store_max_entries == 0,
-                "--token-store-max-entries must be at least 1",
+                pipeline.token_store_max_bytes < 4096,
+                "--token-store-max-bytes must be at least 4096",
             ),
             (
                 pipeline.dedupe_window_events == 0,

@@ -276,7 +276,7 @@ impl<T: Transport> Pipeline<T> {
                     &config.classify.site_article_path_regex,
                 )?,
                 pipeline.ua_cache_entries,
-                TokenStore::new(pipeline.token_ttl_ms(), pipeline.token_store_max_entries),
+                TokenStore::new(pipeline.token_ttl_ms(), pipeline.token_store_max_bytes),
             ),
             dedupe: Dedupe::new(pipeline.dedupe_window_events),
             decoder: Codec::new().map_err(Error::Encode)?,
@@ -500,8 +500,11 @@ impl<T: Transport> Pipeline<T> {
     }
 
     fn update_store_gauge(&mut self) {
-        let entries = i64::try_from(self.enricher.tokens().len()).unwrap_or(i64::MAX);
+        let tokens = self.enricher.tokens();
+        let entries = i64::try_from(tokens.len()).unwrap_or(i64::MAX);
+        let bytes = i64::try_from(tokens.bytes()).unwrap_or(i64::MAX);
         self.metrics.token_store_entries.set(entries);
+        self.metrics.token_store_bytes.set(bytes);
     }
 }
 

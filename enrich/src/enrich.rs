@@ -197,7 +197,7 @@ mod tests {
         Enricher::new(
             Classifier::default(),
             NonZeroUsize::MIN,
-            TokenStore::new(30 * 86_400_000, 1000),
+            TokenStore::new(30 * 86_400_000, 1 << 20),
         )
     }
 

@@ -158,7 +158,7 @@ mod tests {
         Enricher::new(
             Classifier::default(),
             NonZeroUsize::MIN,
-            TokenStore::new(i64::MAX / 4, 100),
+            TokenStore::new(i64::MAX / 4, 1 << 20),
         )
     }
 

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
                     &config.classify.site_article_path_regex,
                 )?,
                 pipeline.ua_cache_entries,
-                TokenStore::new(pipeline.token_ttl_ms(), pipeline.token_store_max_entries),
+                TokenStore::new(pipeline.token_ttl_ms(), pipeline.token_store_max_bytes),
             );
             if let Some(path) = &args.shares {
                 let file =

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// Shares held in the token store.
     pub token_store_entries: IntGauge,
+    /// Estimated memory of the token store.
+    pub token_store_bytes: IntGauge,
     /// Partition assignments and revocations.
     pub rebalances: IntCounterVec,
     /// Bot events (never visits), by the app a preview fetch reveals
@@ -119,6 +121,10 @@ impl Metrics {
                 "lumen_enrich_token_store_entries",
                 "Shares held in the token store.",
             )?,
+            token_store_bytes: IntGauge::new(
+                "lumen_enrich_token_store_bytes",
+                "Estimated memory of the token store.",
+            )?,
             rebalances: counter_vec(
                 "lumen_enrich_rebalances_total",
                 "Partition assignments and revocations.",
@@ -141,6 +147,7 @@ impl Metrics {
         registry.register(Box::new(metrics.restore_duration.clone()))?;
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
         registry.register(Box::new(metrics.token_store_entries.clone()))?;
+        registry.register(Box::new(metrics.token_store_bytes.clone()))?;
         registry.register(Box::new(metrics.rebalances.clone()))?;
         registry.register(Box::new(metrics.bot_events.clone()))?;
         Ok(metrics)
@@ -230,6 +237,7 @@ mod tests {
         metrics.restore_duration.observe(0.01);
         metrics.shares_recorded.inc();
         metrics.token_store_entries.set(1);
+        metrics.token_store_bytes.set(1);
         for label in [
             &metrics.events_out,
             &metrics.dlq,
@@ -242,7 +250,7 @@ mod tests {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 13);
+        assert_eq!(families.len(), 14);
         assert!(
             families
                 .iter()

@@ -1,7 +1,7 @@
 //! The token store of DESIGN.md: every explicit share, per partition of
 //! `lumen.raw` (an explicit share and the visits it caused share a key, so a
 //! partition's shares are all its visits need), bounded by a TTL and a
-//! per-partition entry cap, oldest evicted first. It also resolves a visit's
+//! per-partition memory cap (estimated bytes), oldest evicted first. It also resolves a visit's
 //! landing token: share age from the token itself (`lumen_schemas::token`),
 //! method, target, sharer and parent from the store, `address_bar` when the
 //! token was never explicitly shared, `invalid` when malformed or forged.
@@ -48,29 +48,55 @@ impl Resolution {
     }
 }
 
-/// The shares of one partition, oldest first in `order`.
+/// The shares of one partition, oldest first in `order`, and their
+/// estimated memory.
 #[derive(Debug, Default)]
 struct PartitionShares {
     by_token: HashMap<String, ShareRecord>,
     order: VecDeque<(i64, String)>,
+    bytes: usize,
 }
 
-/// Explicit shares by partition, bounded by TTL and entry cap.
+/// Hash table bookkeeping per entry (control byte, load-factor slack),
+/// rounded up.
+const MAP_SLOT_OVERHEAD_BYTES: usize = 16;
+
+/// Estimated heap and inline bytes of a share in the token map.
+fn entry_bytes(record: &ShareRecord) -> usize {
+    let optional = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+    size_of::<String>()
+        + size_of::<ShareRecord>()
+        + MAP_SLOT_OVERHEAD_BYTES
+        + 2 * record.token.len()
+        + record.site_id.len()
+        + record.event_id.len()
+        + record.sharer_visitor_id.len()
+        + record.url.len()
+        + optional(&record.share_target)
+        + optional(&record.parent_token)
+}
+
+/// Estimated bytes of a token's place in the eviction queue.
+fn order_bytes(token: &str) -> usize {
+    size_of::<(i64, String)>() + token.len()
+}
+
+/// Explicit shares by partition, bounded by TTL and a memory cap.
 #[derive(Debug)]
 pub struct TokenStore {
     partitions: HashMap<i32, PartitionShares>,
     ttl_ms: i64,
-    max_entries_per_partition: usize,
+    max_bytes_per_partition: usize,
 }
 
 impl TokenStore {
     /// A store keeping shares for `ttl_ms` and at most
-    /// `max_entries_per_partition` per partition.
-    pub fn new(ttl_ms: i64, max_entries_per_partition: usize) -> Self {
+    /// `max_bytes_per_partition` (estimated) per partition.
+    pub fn new(ttl_ms: i64, max_bytes_per_partition: usize) -> Self {
         Self {
             partitions: HashMap::new(),
             ttl_ms,
-            max_entries_per_partition,
+            max_bytes_per_partition,
         }
     }
 
@@ -82,14 +108,17 @@ impl TokenStore {
             return;
         }
         let shares = self.partitions.entry(partition).or_default();
+        shares.bytes += entry_bytes(&record) + order_bytes(&record.token);
         shares
             .order
             .push_back((record.shared_at, record.token.clone()));
-        shares.by_token.insert(record.token.clone(), record);
+        if let Some(replaced) = shares.by_token.insert(record.token.clone(), record) {
+            shares.bytes -= entry_bytes(&replaced);
+        }
         let horizon = now_ms - self.ttl_ms;
         while let Some((shared_at, token)) = shares.order.front() {
             let expired = *shared_at < horizon;
-            if !expired && shares.by_token.len() <= self.max_entries_per_partition {
+            if !expired && shares.bytes <= self.max_bytes_per_partition {
                 break;
             }
             // A token replaced by a newer share left an older entry behind:
@@ -98,9 +127,11 @@ impl TokenStore {
                 .by_token
                 .get(token)
                 .is_some_and(|current| current.shared_at == *shared_at)
+                && let Some(removed) = shares.by_token.remove(token)
             {
-                shares.by_token.remove(token);
+                shares.bytes -= entry_bytes(&removed);
             }
+            shares.bytes -= order_bytes(token);
             shares.order.pop_front();
         }
     }
@@ -113,6 +144,11 @@ impl TokenStore {
     /// Shares held, all partitions.
     pub fn len(&self) -> usize {
         self.partitions.values().map(|p| p.by_token.len()).sum()
+    }
+
+    /// Estimated bytes held, all partitions.
+    pub fn bytes(&self) -> usize {
+        self.partitions.values().map(|p| p.bytes).sum()
     }
 
     /// Whether no share is held.
@@ -199,7 +235,7 @@ mod tests {
         #[case] status: TokenStatus,
         #[case] age: Option<i64>,
     ) {
-        let store = TokenStore::new(30 * DAY_MS, 10);
+        let store = TokenStore::new(30 * DAY_MS, 1 << 20);
         let resolution = store.resolve(0, token, received_at);
         assert_eq!(resolution.status, status);
         assert_eq!(resolution.share_age_seconds, age);
@@ -210,7 +246,7 @@ mod tests {
 
     #[test]
     fn explicit_share_resolves_in_its_partition_only() {
-        let mut store = TokenStore::new(30 * DAY_MS, 10);
+        let mut store = TokenStore::new(30 * DAY_MS, 1 << 20);
         store.insert(1, share(VALID, MINTED_MS + 1000), MINTED_MS + 1000);
         let visit_at = MINTED_MS + 120_000;
         let resolved = store.resolve(1, Some(VALID), visit_at);
@@ -230,7 +266,7 @@ mod tests {
 
     #[test]
     fn expired_shares_resolve_as_address_bar_and_are_evicted() {
-        let mut store = TokenStore::new(DAY_MS, 10);
+        let mut store = TokenStore::new(DAY_MS, 1 << 20);
         store.insert(0, share(VALID, MINTED_MS), MINTED_MS);
         let later = MINTED_MS + 2 * DAY_MS;
         assert_eq!(
@@ -245,12 +281,14 @@ mod tests {
 
     #[test]
     fn cap_evicts_the_oldest_first() {
-        let mut store = TokenStore::new(30 * DAY_MS, 2);
+        let one = entry_bytes(&share("a", MINTED_MS)) + order_bytes("a");
+        let mut store = TokenStore::new(30 * DAY_MS, 2 * one);
         for (i, token) in ["a", "b", "c"].into_iter().enumerate() {
             let at = MINTED_MS + i as i64;
             store.insert(0, share(token, at), at);
         }
         assert_eq!(store.len(), 2);
+        assert_eq!(store.bytes(), 2 * one);
         let partition = &store.partitions[&0];
         assert!(!partition.by_token.contains_key("a"));
         assert!(partition.by_token.contains_key("c"));
@@ -258,10 +296,23 @@ mod tests {
 
     #[test]
     fn replacing_a_share_keeps_the_newest() {
-        let mut store = TokenStore::new(30 * DAY_MS, 1);
+        let mut store = TokenStore::new(30 * DAY_MS, 1 << 20);
         store.insert(0, share("a", MINTED_MS), MINTED_MS);
+        let once = store.bytes();
         store.insert(0, share("a", MINTED_MS + 5), MINTED_MS + 5);
         assert_eq!(store.len(), 1);
         assert_eq!(store.partitions[&0].by_token["a"].shared_at, MINTED_MS + 5);
+        assert_eq!(
+            store.bytes(),
+            once + order_bytes("a"),
+            "only the stale queue entry remains"
+        );
+        store.insert(
+            0,
+            share("b", MINTED_MS + 31 * DAY_MS),
+            MINTED_MS + 31 * DAY_MS,
+        );
+        assert_eq!(store.len(), 1, "both entries of `a` expired");
+        assert_eq!(store.bytes(), once, "b costs what a did");
     }
 }
