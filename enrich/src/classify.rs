@@ -191,7 +191,14 @@ fn referrer(url: &Url, site_host: Option<&str>) -> Option<Referrer> {
         });
     }
     let bare = strip_www(&host);
-    let internal = site_host.is_some_and(|site| site.eq_ignore_ascii_case(bare));
+    // The site's own subdomains (m., amp., edition.) are the site too.
+    let internal = site_host.is_some_and(|site| {
+        let site = site.to_ascii_lowercase();
+        bare == site
+            || bare
+                .strip_suffix(site.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    });
     let row = domains::lookup_host(bare, url.path());
     Some(Referrer {
         kind: row.map(|r| r.kind),
@@ -375,6 +382,16 @@ mod tests {
         "internal",
         visit(ARTICLE, Some("https://www.dailyplanet.example/")),
         None
+    )]
+    #[case::internal_subdomain(
+        "internal",
+        visit(ARTICLE, Some("https://m.dailyplanet.example/sport")),
+        None
+    )]
+    #[case::lookalike_is_not_internal(
+        "referrer.other",
+        visit(ARTICLE, Some("https://notdailyplanet.example/")),
+        Some("notdailyplanet.example")
     )]
     #[case::campaign_email(
         "campaign.email",
