@@ -64,16 +64,31 @@ impl ClientContext for LoopContext {
             return;
         };
         for partition in topic.partitions.values() {
-            // librdkafka reports -1 for partitions this member does not own,
-            // and an internal partition -1.
-            if partition.partition >= 0 && partition.consumer_lag >= 0 {
+            if let Some(lag) = lag(partition) {
                 self.metrics
                     .consumer_lag
                     .with_label_values(&[&partition.partition.to_string()])
-                    .set(partition.consumer_lag);
+                    .set(lag);
             }
         }
     }
+}
+
+/// A partition's lag: librdkafka's `consumer_lag` when it knows the
+/// committed offset; otherwise (offsets committed through the producer's
+/// transactions are not tracked by the consumer) the records not yet handed
+/// to the loop, `ls_offset - app_offset`, which leaves out at most the open
+/// batch. `None` for partitions this member does not own (and librdkafka's
+/// internal partition -1).
+fn lag(partition: &rdkafka::statistics::Partition) -> Option<i64> {
+    if partition.partition < 0 {
+        return None;
+    }
+    if partition.consumer_lag >= 0 {
+        return Some(partition.consumer_lag);
+    }
+    (partition.ls_offset >= 0 && partition.app_offset >= 0)
+        .then(|| (partition.ls_offset - partition.app_offset).max(0))
 }
 
 impl ConsumerContext for LoopContext {

@@ -28,7 +28,13 @@ async fn enriches_records_shares_and_dead_letters() {
     )
     .await;
 
-    let service = Service::start(config(&topics, &group)).await;
+    let mut config = config(&topics, &group);
+    // Statistics (consumer lag) every second instead of every five.
+    config
+        .kafka
+        .options
+        .push(("statistics.interval.ms".to_owned(), "1000".to_owned()));
+    let service = Service::start(config).await;
     service.wait_ready().await;
     wait_caught_up(&topics, &group).await;
 
@@ -100,5 +106,11 @@ async fn enriches_records_shares_and_dead_letters() {
             "{expected} missing from\n{metrics}"
         );
     }
+    let admin = service.admin;
+    eventually("consumer lag per partition", || async move {
+        let (_, metrics) = http_get(admin, "/metrics").await;
+        metrics.contains("lumen_enrich_consumer_lag_messages{partition=\"0\"} 0")
+    })
+    .await;
     service.stop().await;
 }
