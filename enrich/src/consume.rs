@@ -427,8 +427,14 @@ impl<T: Transport> Pipeline<T> {
                 self.update_store_gauge();
                 Ok(())
             }
-            Err(error) if transaction::is_fatal(&error) => Err(error),
             Err(error) => {
+                self.metrics
+                    .transaction_errors
+                    .with_label_values(&[error.operation(), error.reason()])
+                    .inc();
+                if transaction::is_fatal(&error) {
+                    return Err(error);
+                }
                 tracing::warn!(%error, reason = error.reason(), "transaction aborted; reprocessing the batch");
                 self.metrics
                     .transactions
@@ -689,6 +695,8 @@ mod tests {
         );
         assert!(h.pipeline.transport.written.is_empty());
         assert_eq!(h.count("enriched"), 0, "nothing counted before a commit");
+        let errors = &h.pipeline.metrics.transaction_errors;
+        assert_eq!(errors.with_label_values(&["commit", "timed_out"]).get(), 1);
         assert_eq!(
             h.pipeline
                 .metrics

@@ -62,6 +62,15 @@ impl Error {
         }
     }
 
+    /// What was being done, for Kafka errors (`enqueue`, `deliver`,
+    /// `commit transaction`...): a bounded label; `none` otherwise.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Kafka { operation, .. } => operation,
+            _ => "none",
+        }
+    }
+
     /// Shorthand for a Kafka error during `operation`.
     pub fn kafka(operation: &'static str) -> impl FnOnce(KafkaError) -> Self {
         move |source| Self::Kafka { operation, source }

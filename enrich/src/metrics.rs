@@ -38,6 +38,10 @@ pub struct Metrics {
     pub shares_recorded: IntCounter,
     /// Transactions, by outcome (`committed`, `aborted`).
     pub transactions: IntCounterVec,
+    /// Failed transactions, by the step that failed (`enqueue`, `deliver`,
+    /// `send offsets`, `commit transaction`...) and the error tag: enqueue
+    /// errors and delivery failures are told apart.
+    pub transaction_errors: IntCounterVec,
     /// Time from beginning to committing a transaction.
     pub transaction_duration: Histogram,
     /// Time to restore a partition's state after an assignment.
@@ -96,6 +100,13 @@ impl Metrics {
                 "Kafka transactions, by outcome.",
                 "outcome",
             )?,
+            transaction_errors: IntCounterVec::new(
+                Opts::new(
+                    "lumen_enrich_transaction_errors_total",
+                    "Failed transactions, by failing step and error tag.",
+                ),
+                &["operation", "reason"],
+            )?,
             transaction_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "lumen_enrich_transaction_duration_seconds",
@@ -143,6 +154,7 @@ impl Metrics {
         registry.register(Box::new(metrics.ua_cache.clone()))?;
         registry.register(Box::new(metrics.shares_recorded.clone()))?;
         registry.register(Box::new(metrics.transactions.clone()))?;
+        registry.register(Box::new(metrics.transaction_errors.clone()))?;
         registry.register(Box::new(metrics.transaction_duration.clone()))?;
         registry.register(Box::new(metrics.restore_duration.clone()))?;
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
@@ -234,6 +246,10 @@ mod tests {
         metrics.events_in.with_label_values(&["enriched"]).inc();
         metrics.consumer_lag.with_label_values(&["0"]).set(3);
         metrics.transaction_duration.observe(0.01);
+        metrics
+            .transaction_errors
+            .with_label_values(&["enqueue", "queue_full"])
+            .inc();
         metrics.restore_duration.observe(0.01);
         metrics.shares_recorded.inc();
         metrics.token_store_entries.set(1);
@@ -250,7 +266,7 @@ mod tests {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 14);
+        assert_eq!(families.len(), 15);
         assert!(
             families
                 .iter()
