@@ -30,6 +30,18 @@ pub enum Error {
     /// The configuration or the topics do not allow the service to start.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A partition's state could not be restored in time.
+    #[error(
+        "restoring {topic}/{partition} took longer than {timeout_ms} ms: raise --restore-timeout-ms"
+    )]
+    RestoreTimeout {
+        /// Topic being read.
+        topic: String,
+        /// Partition being read.
+        partition: i32,
+        /// The limit.
+        timeout_ms: u128,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -56,6 +68,7 @@ impl Error {
             Self::Encode(_) => "encode",
             Self::Kafka { source, .. } => lumen_runtime::kafka::error_tag(source),
             Self::Config(_) => "config",
+            Self::RestoreTimeout { .. } => "restore_timeout",
             Self::Task(_) => "task",
             Self::Io(_) => "io",
             Self::Json { .. } => "json",

@@ -155,10 +155,11 @@ impl Restorer {
         let deadline = Instant::now() + self.deadline;
         let result = loop {
             if Instant::now() > deadline {
-                break Err(Error::Config(format!(
-                    "restoring {topic}/{partition} took longer than {:?}: raise --restore-timeout-ms",
-                    self.deadline
-                )));
+                break Err(Error::RestoreTimeout {
+                    topic: topic.to_owned(),
+                    partition,
+                    timeout_ms: self.deadline.as_millis(),
+                });
             }
             match self.consumer.poll(POLL) {
                 None => {}
