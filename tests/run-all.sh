@@ -38,15 +38,14 @@ deploy/local/up.sh
 step "deployment files (Prometheus rules, dashboards, compose, Kubernetes)"
 LUMEN_DEPLOY_STRICT=1 deploy/check.sh
 
-step "build the binaries the cross-service tests run"
-cargo build --locked -p lumen-ingest -p lumen-enrich -p lumen-sink
-
-step "unit and integration tests (real Kafka and ClickHouse)"
+# Building the test targets also builds the three binaries (each crate has
+# integration tests), with the features the end-to-end tests then run.
+step "unit, integration and end-to-end tests (real Kafka and ClickHouse)"
 cargo test --workspace --all-features --locked -- --test-threads 2
 
 if [[ -x tracker/test/run.sh ]]; then
     step "tracker in real Chromium"
-    tracker/test/run.sh
+    LUMEN_INGEST_BIN=target/debug/lumen-ingest tracker/test/run.sh
 fi
 
 step "all tests passed"
