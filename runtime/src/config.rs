@@ -160,7 +160,10 @@ mod tests {
                 .expect("valid flags");
         assert_eq!(
             flags.kafka.options,
-            vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]
+            vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "2".to_owned())
+            ]
         );
     }
 }
