@@ -45,7 +45,7 @@ cargo test --workspace --all-features --locked -- --test-threads 2
 
 if [[ -x tracker/test/run.sh ]]; then
     step "tracker in real Chromium"
-    LUMEN_INGEST_BIN=target/debug/lumen-ingest tracker/test/run.sh
+    LUMEN_INGEST_BIN=$PWD/target/debug/lumen-ingest tracker/test/run.sh
 fi
 
 step "all tests passed"
