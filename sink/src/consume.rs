@@ -230,12 +230,27 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 }
                 RebalanceEvent::Assigned(partitions) => {
                     tracing::info!(?partitions, "partitions assigned");
-                    for partition in partitions {
+                    for &partition in &partitions {
                         // A fresh start from the committed offset.
                         self.discard(partition);
                     }
+                    self.resume_all(&partitions);
                 }
             }
+        }
+    }
+
+    /// Resumes newly assigned partitions: librdkafka keeps a partition the
+    /// application paused paused across a rebalance, and a fresh start has
+    /// nothing waiting, so a pause from the previous assignment would stop
+    /// the partition for good (its state is only created by a first record).
+    fn resume_all(&self, partitions: &[i32]) {
+        let mut list = TopicPartitionList::new();
+        for &partition in partitions {
+            list.add_partition(&self.delivery.topic, partition);
+        }
+        if let Err(error) = self.consumer.resume(&list) {
+            tracing::warn!(%error, ?partitions, "cannot resume the assigned partitions");
         }
     }
 
