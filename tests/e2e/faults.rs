@@ -107,7 +107,7 @@ async fn survive(test: &str, seconds: u64, schedule: &[(Fault, u64, u64)]) {
         report.readers, report.truth.events, report.retries
     );
     wait_for_rows(&clickhouse, report.truth.events, Duration::from_secs(180)).await;
-    assert_matches_truth(&clickhouse, &report.truth).await;
+    assert_matches_truth(&clickhouse, &report.truth, Duration::from_secs(60)).await;
     pipeline.teardown().await;
 }
 

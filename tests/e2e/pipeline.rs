@@ -53,7 +53,7 @@ async fn ground_truth_equals_clickhouse_per_channel() {
     truth.merge(&probe_truth);
 
     wait_for_rows(&clickhouse, truth.events, Duration::from_secs(120)).await;
-    assert_matches_truth(&clickhouse, &truth).await;
+    assert_matches_truth(&clickhouse, &truth, Duration::from_secs(30)).await;
     assert_share_visits_resolved(&clickhouse, &truth).await;
     println!(
         "beacon-to-queryable latency over {} probes under {:.0} readers/s: p50 {:?}, p99 {:?}\n{}",
