@@ -103,6 +103,8 @@ async fn partitions_paused_before_a_rebalance_are_read_after_it() {
             .set("bootstrap.servers", brokers())
             .set("group.id", harness.group())
             .set("session.timeout.ms", "6000")
+            // It must leave no offsets behind: it reads nothing it writes.
+            .set("enable.auto.commit", "false")
             .create::<BaseConsumer>()
             .expect("joining consumer"),
     );
