@@ -27,6 +27,10 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// A transaction failed with an error that made the producer unusable,
+    /// and a new producer replaced it: the batch is processed again.
+    #[error("{0} (the transactional producer was replaced)")]
+    ProducerRenewed(#[source] Box<Error>),
     /// The configuration or the topics do not allow the service to start.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -67,6 +71,7 @@ impl Error {
             Self::InvalidShare(_) => "invalid_share",
             Self::Encode(_) => "encode",
             Self::Kafka { source, .. } => lumen_runtime::kafka::error_tag(source),
+            Self::ProducerRenewed(_) => "producer_renewed",
             Self::Config(_) => "config",
             Self::RestoreTimeout { .. } => "restore_timeout",
             Self::Task(_) => "task",
@@ -80,6 +85,7 @@ impl Error {
     pub fn operation(&self) -> &'static str {
         match self {
             Self::Kafka { operation, .. } => operation,
+            Self::ProducerRenewed(inner) => inner.operation(),
             _ => "none",
         }
     }

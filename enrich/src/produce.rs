@@ -21,7 +21,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::transaction::TransactionalProducer;
+use crate::transaction::{self, TransactionalProducer};
 
 /// Header with the bounded reason tag of a dead-letter record.
 pub const HEADER_REASON: &str = "lumen.reason";
@@ -180,7 +180,14 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
                 .add_partition_offset(&self.topics.raw, *partition, Offset::Offset(*next))
                 .map_err(Error::kafka("offsets"))?;
         }
-        write_batch(&mut self.producer, &self.topics, outputs, offsets, group).await
+        match write_batch(&mut self.producer, &self.topics, outputs, offsets, group).await {
+            Err(error) if transaction::is_fatal(&error) && !transaction::is_fenced(&error) => {
+                tracing::warn!(%error, "transactional producer unusable; replacing it");
+                self.producer.renew().await?;
+                Err(Error::ProducerRenewed(Box::new(error)))
+            }
+            written => written,
+        }
     }
 
     async fn rewind(&self, offsets: &BTreeMap<i32, i64>) {

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 /// initialised).
 pub struct TransactionalProducer {
     producer: Arc<FutureProducer>,
+    config: ClientConfig,
     timeout: Duration,
 }
 
@@ -30,13 +31,21 @@ impl TransactionalProducer {
     /// older instance with the same `transactional.id` and aborts what it
     /// left open. `timeout` bounds each blocking transactional call.
     pub async fn new(config: &ClientConfig, timeout: Duration) -> Result<Self> {
-        let producer: FutureProducer = config.create().map_err(Error::kafka("create producer"))?;
-        let producer = Arc::new(producer);
-        let init = Arc::clone(&producer);
-        tokio::task::spawn_blocking(move || init.init_transactions(timeout))
-            .await?
-            .map_err(Error::kafka("init transactions"))?;
-        Ok(Self { producer, timeout })
+        Ok(Self {
+            producer: initialised(config, timeout).await?,
+            config: config.clone(),
+            timeout,
+        })
+    }
+
+    /// Replaces a producer that raised a fatal error (other than being
+    /// fenced) with a new one under the same `transactional.id`: its
+    /// initialisation aborts whatever the old one left open. Seen after a
+    /// broker restart, when ending a transaction the coordinator no longer
+    /// knew failed with `INVALID_TXN_STATE`.
+    pub async fn renew(&mut self) -> Result<()> {
+        self.producer = initialised(&self.config, self.timeout).await?;
+        Ok(())
     }
 
     /// Begins a transaction; only one is open at a time.
@@ -51,6 +60,16 @@ impl TransactionalProducer {
             deliveries: Vec::new(),
         })
     }
+}
+
+async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<FutureProducer>> {
+    let producer: FutureProducer = config.create().map_err(Error::kafka("create producer"))?;
+    let producer = Arc::new(producer);
+    let init = Arc::clone(&producer);
+    tokio::task::spawn_blocking(move || init.init_transactions(timeout))
+        .await?
+        .map_err(Error::kafka("init transactions"))?;
+    Ok(producer)
 }
 
 /// An open transaction. Dropping it without `commit` or `abort` leaves it
@@ -138,22 +157,26 @@ impl Transaction<'_> {
 }
 
 /// Whether the producer can no longer be used (fenced by a newer instance,
-/// or a fatal librdkafka error): the service must stop, not retry.
+/// or a fatal librdkafka error): nothing can be retried with it.
 pub fn is_fatal(error: &Error) -> bool {
     let Error::Kafka { source, .. } = error else {
         return false;
     };
-    match source {
-        KafkaError::Transaction(inner) => inner.is_fatal(),
-        other => matches!(
-            other.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::Fatal
-            )
-        ),
-    }
+    is_fenced(error)
+        || matches!(source, KafkaError::Transaction(inner) if inner.is_fatal())
+        || source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+}
+
+/// Whether a newer instance with the same `transactional.id` took over: the
+/// service must stop, since a new producer would fence the newer one back.
+pub fn is_fenced(error: &Error) -> bool {
+    let Error::Kafka { source, .. } = error else {
+        return false;
+    };
+    matches!(
+        source.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    )
 }
 
 #[cfg(test)]
@@ -163,13 +186,20 @@ mod tests {
     use super::*;
 
     #[rstest]
-    #[case(RDKafkaErrorCode::ProducerFenced, true)]
-    #[case(RDKafkaErrorCode::InvalidProducerEpoch, true)]
-    #[case(RDKafkaErrorCode::MessageTimedOut, false)]
-    #[case(RDKafkaErrorCode::CoordinatorLoadInProgress, false)]
-    fn fatal_errors_stop_the_service(#[case] code: RDKafkaErrorCode, #[case] fatal: bool) {
+    #[case(RDKafkaErrorCode::ProducerFenced, true, true)]
+    #[case(RDKafkaErrorCode::InvalidProducerEpoch, true, true)]
+    #[case(RDKafkaErrorCode::Fatal, true, false)]
+    #[case(RDKafkaErrorCode::MessageTimedOut, false, false)]
+    #[case(RDKafkaErrorCode::CoordinatorLoadInProgress, false, false)]
+    fn fatal_and_fenced_errors(
+        #[case] code: RDKafkaErrorCode,
+        #[case] fatal: bool,
+        #[case] fenced: bool,
+    ) {
         let error = Error::kafka("commit")(KafkaError::MessageProduction(code));
         assert_eq!(is_fatal(&error), fatal);
+        assert_eq!(is_fenced(&error), fenced);
         assert!(!is_fatal(&Error::Config("x".into())));
+        assert!(!is_fenced(&Error::Config("x".into())));
     }
 }
