@@ -21,7 +21,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::transaction::{self, TransactionalProducer};
+use crate::transaction::TransactionalProducer;
 
 /// Header with the bounded reason tag of a dead-letter record.
 pub const HEADER_REASON: &str = "lumen.reason";
@@ -181,9 +181,9 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
                 .map_err(Error::kafka("offsets"))?;
         }
         match write_batch(&mut self.producer, &self.topics, outputs, offsets, group).await {
-            Err(error) if transaction::is_fatal(&error) && !transaction::is_fenced(&error) => {
+            Err(error) if self.producer.may_renew(&error) => {
                 tracing::warn!(%error, "transactional producer unusable; replacing it");
-                self.producer.renew().await?;
+                self.producer.renew(&error).await?;
                 Err(Error::ProducerRenewed(Box::new(error)))
             }
             written => written,

@@ -8,7 +8,7 @@
 //! by the consume loop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -24,6 +24,34 @@ pub struct TransactionalProducer {
     producer: Arc<FutureProducer>,
     config: ClientConfig,
     timeout: Duration,
+    renewals: RenewPolicy,
+}
+
+/// When a producer that raised a fatal error may be replaced: always,
+/// except when it is fenced again soon after a renewal that followed a
+/// fencing, which means another live instance shares the
+/// `transactional.id`: then the service stops rather than fence it back.
+#[derive(Debug, Default)]
+struct RenewPolicy {
+    fenced_at: Option<Instant>,
+}
+
+impl RenewPolicy {
+    const FENCED_AGAIN_WITHIN: Duration = Duration::from_secs(60);
+
+    fn allows(&self, error: &Error, now: Instant) -> bool {
+        is_fatal(error)
+            && !(is_fenced(error)
+                && self
+                    .fenced_at
+                    .is_some_and(|at| now.duration_since(at) < Self::FENCED_AGAIN_WITHIN))
+    }
+
+    fn record(&mut self, error: &Error, now: Instant) {
+        if is_fenced(error) {
+            self.fenced_at = Some(now);
+        }
+    }
 }
 
 impl TransactionalProducer {
@@ -35,15 +63,25 @@ impl TransactionalProducer {
             producer: initialised(config, timeout).await?,
             config: config.clone(),
             timeout,
+            renewals: RenewPolicy::default(),
         })
     }
 
-    /// Replaces a producer that raised a fatal error (other than being
-    /// fenced) with a new one under the same `transactional.id`: its
-    /// initialisation aborts whatever the old one left open. Seen after a
-    /// broker restart, when ending a transaction the coordinator no longer
-    /// knew failed with `INVALID_TXN_STATE`.
-    pub async fn renew(&mut self) -> Result<()> {
+    /// Whether [`renew`](Self::renew) may replace the producer after
+    /// `error`: any fatal error, except a fencing soon after the last one.
+    pub fn may_renew(&self, error: &Error) -> bool {
+        self.renewals.allows(error, Instant::now())
+    }
+
+    /// Replaces a producer that raised the fatal `error` with a new one
+    /// under the same `transactional.id`; its initialisation aborts
+    /// whatever the old one left open. Seen after a broker restart: ending
+    /// a transaction failed with `INVALID_TXN_STATE`, or the producer was
+    /// reported fenced with no other instance running. Renewing after a
+    /// fencing is safe: the offsets go through the consumer group's
+    /// metadata, so a member that lost its partitions cannot commit them.
+    pub async fn renew(&mut self, error: &Error) -> Result<()> {
+        self.renewals.record(error, Instant::now());
         self.producer = initialised(&self.config, self.timeout).await?;
         Ok(())
     }
@@ -167,15 +205,19 @@ pub fn is_fatal(error: &Error) -> bool {
         || source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
 }
 
-/// Whether a newer instance with the same `transactional.id` took over: the
-/// service must stop, since a new producer would fence the newer one back.
+/// Whether the producer was fenced: by a newer instance with the same
+/// `transactional.id`, or by the broker after it lost the transaction.
 pub fn is_fenced(error: &Error) -> bool {
     let Error::Kafka { source, .. } = error else {
         return false;
     };
     matches!(
         source.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
     )
 }
 
@@ -186,6 +228,7 @@ mod tests {
     use super::*;
 
     #[rstest]
+    #[case(RDKafkaErrorCode::Fenced, true, true)]
     #[case(RDKafkaErrorCode::ProducerFenced, true, true)]
     #[case(RDKafkaErrorCode::InvalidProducerEpoch, true, true)]
     #[case(RDKafkaErrorCode::Fatal, true, false)]
@@ -201,5 +244,35 @@ mod tests {
         assert_eq!(is_fenced(&error), fenced);
         assert!(!is_fatal(&Error::Config("x".into())));
         assert!(!is_fenced(&Error::Config("x".into())));
+    }
+
+    #[test]
+    fn renews_after_fatal_errors_but_not_a_second_fencing_within_a_minute() {
+        let kafka = |code| Error::kafka("commit transaction")(KafkaError::MessageProduction(code));
+        let (fenced, fatal) = (
+            kafka(RDKafkaErrorCode::Fenced),
+            kafka(RDKafkaErrorCode::Fatal),
+        );
+        let transient = kafka(RDKafkaErrorCode::MessageTimedOut);
+        let start = Instant::now();
+        let mut policy = RenewPolicy::default();
+        assert!(
+            !policy.allows(&transient, start),
+            "not fatal: abort and retry"
+        );
+        assert!(policy.allows(&fatal, start));
+        assert!(policy.allows(&fenced, start));
+        policy.record(&fenced, start);
+        let soon = start + Duration::from_secs(5);
+        assert!(
+            !policy.allows(&fenced, soon),
+            "fenced again: another instance"
+        );
+        assert!(
+            policy.allows(&fatal, soon),
+            "other fatal errors still renew"
+        );
+        let later = start + Duration::from_secs(61);
+        assert!(policy.allows(&fenced, later));
     }
 }
