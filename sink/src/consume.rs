@@ -16,7 +16,7 @@
 //! sealed and delivered within the shutdown budget.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
@@ -47,10 +47,18 @@ enum RebalanceEvent {
     Revoked(Vec<i32>),
 }
 
-/// The consumer's context: records rebalances and exports lag.
+/// The consumer's context: records rebalances, numbers assignments and
+/// exports lag.
 pub struct SinkContext {
     topic: String,
     events: Mutex<Vec<RebalanceEvent>>,
+    /// Bumped by every rebalance before librdkafka changes the assignment.
+    /// An intent commit holds the read lock and only commits if its batch
+    /// was read in the current assignment: a commit issued after the
+    /// partition was handed over (by a delivery task aborted while its
+    /// blocking commit waited for a thread) would move the new owner's
+    /// committed offset back to a stale intent.
+    assignment: RwLock<u64>,
     metrics: Metrics,
 }
 
@@ -66,6 +74,10 @@ impl SinkContext {
         if let Ok(mut events) = self.events.lock() {
             events.push(event);
         }
+    }
+
+    fn assignment(&self) -> u64 {
+        self.assignment.read().map_or(0, |generation| *generation)
     }
 
     fn take(&self) -> Vec<RebalanceEvent> {
@@ -97,6 +109,11 @@ impl ConsumerContext for SinkContext {
     // Runs on the task polling the consumer, inside `recv()`: the loop sees
     // the event before the first record of the new assignment.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Waits for intent commits in flight: they belong to the outgoing
+        // assignment, and none may start until it has changed.
+        if let Ok(mut generation) = self.assignment.write() {
+            *generation += 1;
+        }
         match rebalance {
             Rebalance::Revoke(list) => self.push(RebalanceEvent::Revoked(self.partitions(list))),
             Rebalance::Assign(list) => self.push(RebalanceEvent::Assigned(self.partitions(list))),
@@ -118,6 +135,7 @@ pub fn subscribe(
     let context = SinkContext {
         topic: topic.to_owned(),
         events: Mutex::new(Vec::new()),
+        assignment: RwLock::new(0),
         metrics,
     };
     let consumer: SinkConsumer = kafka
@@ -128,6 +146,9 @@ pub fn subscribe(
             ("isolation.level", "read_committed"),
             ("auto.offset.reset", "earliest"),
             ("statistics.interval.ms", "5000"),
+            // librdkafka prefetches up to 64 MiB by default, on top of the
+            // decoded batches; a sink catching up needs far less to stay busy.
+            ("queued.max.messages.kbytes", "16384"),
         ])
         .create_with_context(context)
         .map_err(Error::kafka("create consumer"))?;
@@ -163,6 +184,8 @@ pub struct Delivery<T, D> {
 
 struct PartitionState {
     epoch: u64,
+    /// The consumer's assignment generation this state was read in.
+    assignment: u64,
     batcher: Batcher,
     in_flight: Option<(AbortHandle, usize)>,
     paused: bool,
@@ -174,7 +197,7 @@ pub struct Sink<T, D> {
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
     partitions: HashMap<i32, PartitionState>,
-    tasks: JoinSet<Delivered>,
+    tasks: JoinSet<Option<Delivered>>,
     next_epoch: u64,
     /// Offsets acknowledged and committed asynchronously, committed again
     /// synchronously at shutdown.
@@ -341,6 +364,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 partition,
                 PartitionState {
                     epoch,
+                    assignment: self.consumer.context().assignment(),
                     batcher: Batcher::new(partition, self.bounds, replay),
                     in_flight: None,
                     paused: false,
@@ -405,9 +429,12 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             }
             if let Some(batch) = state.batcher.take_sealed() {
                 let records = batch.records;
-                let handle = self
-                    .tasks
-                    .spawn(deliver(self.delivery.clone(), batch, state.epoch));
+                let handle = self.tasks.spawn(deliver(
+                    self.delivery.clone(),
+                    batch,
+                    state.epoch,
+                    state.assignment,
+                ));
                 state.in_flight = Some((handle, records));
             }
         }
@@ -439,9 +466,11 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
-    fn delivered(&mut self, joined: Result<Delivered, JoinError>) {
+    fn delivered(&mut self, joined: Result<Option<Delivered>, JoinError>) {
         let done = match joined {
-            Ok(done) => done,
+            Ok(Some(done)) => done,
+            // Its partition was reassigned before the intent was recorded.
+            Ok(None) => return,
             // Aborted on revocation or shutdown: the replay covers it.
             Err(error) if error.is_cancelled() => return,
             Err(error) => {
@@ -454,6 +483,10 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         };
         if state.epoch != done.epoch {
             return;
+        }
+        if state.assignment != self.consumer.context().assignment() {
+            // Reassigned, not yet applied by the loop: the next owner
+            // replays the recorded intent instead.
         }
         state.in_flight = None;
         self.delivery.metrics.buffered_rows.sub(done.records as i64);
@@ -518,13 +551,17 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 }
 
 /// One batch, end to end: intent, insert, dead letters. Every step is
-/// retried until it succeeds; the task is aborted if the partition goes.
+/// retried until it succeeds; the task is aborted if the partition goes,
+/// and gives up (`None`) if it went before the intent was recorded.
 async fn deliver<T: Table, D: DeadLetters>(
     delivery: Arc<Delivery<T, D>>,
     batch: Batch,
     epoch: u64,
-) -> Delivered {
-    commit_intent(&delivery, &batch).await;
+    assignment: u64,
+) -> Option<Delivered> {
+    if !commit_intent(&delivery, &batch, assignment).await {
+        return None;
+    }
     let refused = delivery
         .writer
         .write(
@@ -552,17 +589,23 @@ async fn deliver<T: Table, D: DeadLetters>(
         }
     }
     send_dead_letters(&delivery, &letters).await;
-    Delivered {
+    Some(Delivered {
         partition: batch.partition,
         epoch,
         last_offset: batch.last_offset,
         records: batch.records,
-    }
+    })
 }
 
 /// Records the batch's range in the committed offset's metadata (committing
 /// its first offset, which also commits everything before it).
-async fn commit_intent<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>, batch: &Batch) {
+/// Returns `false`, committing nothing, once the partition's assignment
+/// `assignment` is over.
+async fn commit_intent<T: Table, D: DeadLetters>(
+    delivery: &Arc<Delivery<T, D>>,
+    batch: &Batch,
+    assignment: u64,
+) -> bool {
     let intent = batch.intent();
     let mut delays = delivery.writer.backoff().build();
     loop {
@@ -575,11 +618,15 @@ async fn commit_intent<T: Table, D: DeadLetters>(delivery: &Arc<Delivery<T, D>>,
             if let Some(mut element) = list.find_partition(&topic, partition) {
                 element.set_metadata(intent.encode());
             }
-            consumer.commit(&list, CommitMode::Sync)
+            let current = consumer.context().assignment.read();
+            if current.as_deref().ok() != Some(&assignment) {
+                return Ok(false);
+            }
+            consumer.commit(&list, CommitMode::Sync).map(|()| true)
         })
         .await;
         match result {
-            Ok(Ok(())) => return,
+            Ok(Ok(committed)) => return committed,
             Ok(Err(error)) => {
                 delivery
                     .metrics
