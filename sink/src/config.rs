@@ -123,10 +123,12 @@ impl ClickHouseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct BatchConfig {
     /// A partition's batch is inserted when it holds this many Kafka records.
+    /// It also bounds memory: each assigned partition keeps up to two
+    /// batches decoded (one inserting, one read ahead), about 1.7 KB a row.
     #[arg(
         long = "batch-max-rows",
         env = "LUMEN_SINK_BATCH_MAX_ROWS",
-        default_value_t = 50_000
+        default_value_t = 10_000
     )]
     pub max_rows: usize,
     /// ... or this many payload bytes.
@@ -179,7 +181,7 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
-            max_rows: 50_000,
+            max_rows: 10_000,
             max_bytes: 64 * 1024 * 1024,
             max_age_ms: 1_000,
             retry_initial_ms: 100,
