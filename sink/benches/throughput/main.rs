@@ -1,0 +1,316 @@
+//! `make bench-sink` (`cargo bench -p lumen-sink`): the sink against
+//! ClickHouse's own limits, in one run, on the same rows, into the same
+//! table (`events` of a private database migrated with the real
+//! migrations, materialized views included). Needs Kafka and ClickHouse
+//! (`make up`).
+//!
+//! - **(a) sink**: the release binary `lumen-sink` (a child process, with the
+//!   product's defaults) reads a private topic preloaded with N enriched Avro
+//!   records; rows/s from spawning it to all N rows queryable, and from its
+//!   first record read (its `/metrics`) to all rows queryable.
+//! - **(b) HTTP RowBinary**: the same rows, encoded by ClickHouse itself
+//!   (`SELECT * FROM <a>.events FORMAT RowBinary`) and LZ4-compressed before
+//!   the clock starts, POSTed as `INSERT INTO events FORMAT RowBinary` in
+//!   batches of at most `--batch-max-rows`, one lane per Kafka partition
+//!   like the sink's one insert in flight per partition. No Kafka, no dedup
+//!   token: ClickHouse's ingest limit. Target: (a) ≥ 0.8 × (b).
+//! - **(c) Kafka engine**: ClickHouse's Kafka table engine and a
+//!   materialized view into `events`, reading a mirror topic with the same
+//!   rows as one RowBinary row per message (see `baselines.rs` for why).
+//!   Rows/s from creating the view, and from the engine's first message
+//!   read, to all rows queryable. Target: (a) ≥ 1.0 × (c).
+//! - **(d) latency**: enriched records produced at a steady rate (10 000/s
+//!   for 20 s by default), `received_at` = produce time; ClickHouse polled
+//!   every 50 ms; p50/p99 of (first poll that sees a row − its produce time)
+//!   with the sink's default `--batch-max-age-ms` (1 000). Target: p99 < 2 s.
+//! - **(e) memory**: VmHWM of the sink process during (a) and (d). Target:
+//!   < 100 MiB.
+//!
+//! Every figure is checked: exactly N rows, none twice, every offset
+//! committed, every aggregate equal to a recount over `events`.
+//!
+//! Environment: `LUMEN_CLICKHOUSE_URL`, `LUMEN_KAFKA_BROKERS`,
+//! `LUMEN_BENCH_ROWS` (default 200 000), `LUMEN_BENCH_LATENCY_SECONDS`
+//! (20), `LUMEN_BENCH_LATENCY_RATE` (rows/s, 10 000),
+//! `LUMEN_BENCH_ENGINE_CONSUMERS` (1); the sink's own `LUMEN_SINK_*`
+//! variables reach the child and size the baselines alike.
+//!
+//! Seen on the 2-core development machine with other builds and tests
+//! running (load average 11), default sizes, 10 000-row batches: (a) 7 889
+//! rows/s, (b) 13 949, (c) 3 933; (a)/(b) 0.57, (a)/(c) 2.01; (d) p50 4.2 s,
+//! p99 7.9 s (ClickHouse starved: mean insert 2.3 s); (e) 137 MiB in (a),
+//! 113 MiB in (d). Before and after, and why: `sink/README.md` ("Benchmark").
+
+#[path = "../../tests/it/harness.rs"]
+#[allow(dead_code)] // Shared with the integration tests; the bench uses a part.
+mod harness;
+
+mod baselines;
+mod latency;
+mod process;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use clickhouse::Client;
+use harness::{Harness, clickhouse_url};
+
+use crate::latency::Latency;
+use crate::process::SinkProcess;
+
+/// How often a timed run looks at ClickHouse.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Records per producer call: below librdkafka's default queue of 100 000.
+const PRODUCE_CHUNK: usize = 50_000;
+
+/// Sizes of the run, from the environment.
+pub struct Settings {
+    /// Rows of (a), (b) and (c).
+    pub rows: usize,
+    /// Duration of (d).
+    pub latency_for: Duration,
+    /// Rows per second in (d).
+    pub latency_rate: usize,
+    /// Kafka engine consumers in (c).
+    pub engine_consumers: usize,
+    /// The sink's batch bounds as the child process will read them.
+    pub batch: lumen_sink::config::BatchConfig,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let number = |name: &str, default: usize| -> usize {
+            std::env::var(name).map_or(default, |v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} is a number: {v}"))
+            })
+        };
+        let sink = lumen_sink::Config::try_parse_from(["lumen-sink"])
+            .expect("the LUMEN_SINK_* variables parse");
+        Self {
+            rows: number("LUMEN_BENCH_ROWS", 200_000),
+            latency_for: Duration::from_secs(number("LUMEN_BENCH_LATENCY_SECONDS", 20) as u64),
+            latency_rate: number("LUMEN_BENCH_LATENCY_RATE", 10_000),
+            engine_consumers: number("LUMEN_BENCH_ENGINE_CONSUMERS", 1),
+            batch: sink.batch,
+        }
+    }
+}
+
+/// Rows landed in a timed run.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    rows: usize,
+    /// From the start of the run to all rows queryable.
+    total: Duration,
+    /// From the start of the run to the first record read, when the
+    /// contender tells.
+    first_read: Option<Duration>,
+}
+
+impl Throughput {
+    fn rate(&self) -> f64 {
+        self.rows as f64 / self.total.as_secs_f64()
+    }
+
+    /// Rows/s once reading started: without process start and group join.
+    fn reading_rate(&self) -> Option<f64> {
+        self.first_read
+            .map(|first| self.rows as f64 / (self.total - first).as_secs_f64())
+    }
+}
+
+/// A harness for one phase, with its database `lumen_bench_sink_<name>`
+/// fresh and migrated.
+pub async fn phase(name: &str) -> Harness {
+    let mut harness = Harness::new(&format!("bench_{name}")).await;
+    harness.database = format!("lumen_bench_sink_{name}");
+    drop_database(&harness).await;
+    lumen_sink::migrate(&harness.config())
+        .await
+        .expect("migrate");
+    harness
+}
+
+/// Drops the phase's database (its topics go with the harness).
+pub async fn drop_database(harness: &Harness) {
+    Client::default()
+        .with_url(clickhouse_url())
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {} SYNC",
+            harness.database
+        ))
+        .execute()
+        .await
+        .expect("drop bench database");
+}
+
+/// Waits until `harness`'s `events` holds `rows` rows, polling every
+/// [`POLL`]; `reading` says whether the contender has read a record yet.
+pub async fn watch<F, Fut>(
+    harness: &Harness,
+    rows: usize,
+    started: Instant,
+    mut reading: F,
+) -> Throughput
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut first_read = None;
+    loop {
+        if first_read.is_none() && reading().await {
+            first_read = Some(started.elapsed());
+        }
+        if harness.count("events").await >= rows as u64 {
+            return Throughput {
+                rows,
+                total: started.elapsed(),
+                first_read,
+            };
+        }
+        assert!(
+            started.elapsed() < harness::DEADLINE,
+            "{} of {rows} rows after {:?}",
+            harness.count("events").await,
+            harness::DEADLINE
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// (a) and the memory of (e): the release binary drains a preloaded topic.
+async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
+    let harness = phase("throughput").await;
+    let n = settings.rows as u64;
+    for chunk in harness::events(0, n).chunks(PRODUCE_CHUNK) {
+        harness.produce(chunk).await;
+    }
+    let started = Instant::now();
+    let sink = SinkProcess::spawn(&harness);
+    let run = watch(&harness, settings.rows, started, || async {
+        sink.records_read().await > 0
+    })
+    .await;
+    let peak = sink.peak_rss_bytes();
+    harness.expect_exactly(n).await;
+    sink.terminate().await;
+    (harness, run, peak)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+struct Report {
+    settings: Settings,
+    sink: Throughput,
+    sink_peak: u64,
+    http: Throughput,
+    engine: Throughput,
+    latency: Latency,
+}
+
+impl Report {
+    fn print(&self) {
+        let Self {
+            settings,
+            sink,
+            http,
+            engine,
+            latency,
+            ..
+        } = self;
+        let reading = |run: &Throughput| {
+            run.reading_rate()
+                .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"))
+        };
+        println!();
+        println!(
+            "sink benchmark: {} rows, {} partitions, batches of at most {} rows, max age {} ms",
+            settings.rows,
+            harness::PARTITIONS,
+            settings.batch.max_rows,
+            settings.batch.max_age_ms
+        );
+        println!("{:<46} {:>12} {:>14}", "", "rows/s", "rows/s reading");
+        for (name, run) in [
+            ("(a) sink, Kafka -> ClickHouse", sink),
+            ("(b) HTTP RowBinary, pre-encoded, no Kafka", http),
+            ("(c) Kafka engine + materialized view", engine),
+        ] {
+            println!("{name:<46} {:>12.0} {:>14}", run.rate(), reading(run));
+        }
+        let to_http = sink.rate() / http.rate();
+        let to_engine = sink.rate() / engine.rate();
+        println!(
+            "{:<46} {to_http:>12.2} {:>14}   target >= 0.80: {}",
+            "ratio (a) / (b)",
+            ratio(sink.reading_rate(), http.rate()),
+            verdict(to_http >= 0.8)
+        );
+        println!(
+            "{:<46} {to_engine:>12.2} {:>14}   target >= 1.00: {}",
+            "ratio (a) / (c)",
+            ratio(
+                sink.reading_rate(),
+                engine.reading_rate().unwrap_or(engine.rate())
+            ),
+            verdict(to_engine >= 1.0)
+        );
+        println!(
+            "(d) latency at {:.0} rows/s for {:?}, {} rows: p50 {} ms, p99 {} ms, max {} ms (mean insert {} ms)   target p99 < 2000 ms: {}",
+            latency.achieved_rate,
+            settings.latency_for,
+            latency.rows,
+            latency.p50_ms,
+            latency.p99_ms,
+            latency.max_ms,
+            latency.mean_insert.as_millis(),
+            verdict(latency.p99_ms < 2_000)
+        );
+        for (name, peak) in [
+            ("(e) sink VmHWM during (a)", self.sink_peak),
+            ("(e) sink VmHWM during (d)", latency.sink_peak),
+        ] {
+            println!(
+                "{name:<46} {:>8.1} MiB   target < 100 MiB: {}",
+                mib(peak),
+                verdict(mib(peak) < 100.0)
+            );
+        }
+    }
+}
+
+fn ratio(sink: Option<f64>, baseline: f64) -> String {
+    sink.map_or_else(|| "-".to_owned(), |sink| format!("{:.2}", sink / baseline))
+}
+
+#[tokio::main]
+async fn main() {
+    let settings = Settings::from_env();
+    let (source, sink, sink_peak) = sink_throughput(&settings).await;
+    println!("(a) sink: {sink:?}");
+    let http = baselines::http(&settings, &source).await;
+    println!("(b) HTTP RowBinary: {http:?}");
+    let engine = baselines::kafka_engine(&settings, &source).await;
+    println!("(c) Kafka engine: {engine:?}");
+    drop_database(&source).await;
+    drop(source);
+    let latency = latency::run(&settings).await;
+    Report {
+        settings,
+        sink,
+        sink_peak,
+        http,
+        engine,
+        latency,
+    }
+    .print();
+}

@@ -1,0 +1,102 @@
+//! The product under test: the `lumen-sink` binary built by `cargo bench`
+//! (release profile), as a child process configured only through its
+//! `LUMEN_*` variables, like a deployment. Whatever `LUMEN_SINK_*` tuning the
+//! bench's environment carries reaches it too.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Harness, free_port, get};
+
+/// A running `lumen-sink`, killed if dropped while running.
+pub struct SinkProcess {
+    child: Child,
+    admin_port: u16,
+}
+
+impl SinkProcess {
+    /// Starts the sink on `harness`'s topic, group and database.
+    pub fn spawn(harness: &Harness) -> Self {
+        let config = harness.config();
+        let admin_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_lumen-sink"))
+            .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
+            .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
+            .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
+            .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
+            .env("LUMEN_CLICKHOUSE_URL", &config.clickhouse.url)
+            .env("LUMEN_CLICKHOUSE_DATABASE", &config.clickhouse.database)
+            .env("LUMEN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn lumen-sink");
+        Self { child, admin_port }
+    }
+
+    /// `lumen_sink_records_consumed_total`; 0 until the admin server answers.
+    pub async fn records_read(&self) -> u64 {
+        self.metric("lumen_sink_records_consumed_total").await as u64
+    }
+
+    /// Mean insert duration so far, from `lumen_sink_insert_duration_seconds`.
+    pub async fn mean_insert(&self) -> Duration {
+        let name = "lumen_sink_insert_duration_seconds";
+        let sum = self.metric(&format!("{name}_sum")).await;
+        let count = self.metric(&format!("{name}_count")).await;
+        Duration::from_secs_f64(if count > 0.0 { sum / count } else { 0.0 })
+    }
+
+    /// The value of an unlabelled sample on `/metrics`; 0 when absent.
+    async fn metric(&self, name: &str) -> f64 {
+        let Some(metrics) = get(self.admin_port, "/metrics").await else {
+            return 0.0;
+        };
+        let prefix = format!("{name} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The peak resident set so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/<pid>/status of the sink");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// SIGTERM, then checks the sink flushed and exited 0 in time.
+    pub async fn terminate(mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(term.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the sink") {
+                assert!(status.success(), "lumen-sink exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "lumen-sink ignored SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
