@@ -25,10 +25,54 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The built binary of service `name` (`ingest`, `enrich`, `sink`).
+/// `cargo test -p lumen-e2e` does not build the services, so a binary older
+/// than its crate's sources fails the test here rather than testing old code.
 fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    target.join("debug").join(name)
+    let path = target.join("debug").join(format!("lumen-{name}"));
+    let built = modified(&path)
+        .unwrap_or_else(|| panic!("{} is missing: run `cargo build` first", path.display()));
+    let inputs = [
+        &format!("{name}/src"),
+        "runtime/src",
+        "schemas/src",
+        "schemas/avro",
+        "schemas/migrations",
+    ];
+    let sources = inputs
+        .iter()
+        .filter_map(|dir| newest_file(&workspace_root().join(dir)))
+        .max();
+    assert!(
+        sources.is_none_or(|newest| newest <= built),
+        "{} is older than its sources: run `cargo build` first",
+        path.display()
+    );
+    path
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of the files under `dir` (hidden files
+/// and folders, editors' droppings, are skipped).
+fn newest_file(dir: &Path) -> Option<SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                newest_file(&path)
+            } else {
+                modified(&path)
+            }
+        })
+        .max()
 }
 
 /// Kafka brokers of the test infrastructure.
@@ -105,7 +149,7 @@ impl Service {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(binary(&format!("lumen-{}", self.name)))
+        let child = Command::new(binary(self.name))
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
