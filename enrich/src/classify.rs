@@ -136,7 +136,7 @@ impl Classifier {
         let site_host = input
             .site_host
             .or_else(|| landing.as_ref().and_then(Url::host_str))
-            .map(strip_www);
+            .map(site_root);
         let referrer = input
             .referrer
             .filter(|r| !r.trim().is_empty())
@@ -178,6 +178,20 @@ impl Classifier {
 
 fn strip_www(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
+}
+
+/// First labels that name a variant of the site itself, not another site:
+/// a reader on `m.` who came from `www.` navigated within the site.
+const SITE_VARIANT_LABELS: &[&str] = &["www", "m", "mobile", "amp"];
+
+/// The site's host without its variant label, unless that would leave a
+/// bare suffix (`mobile.de` is a site, not the mobile variant of `de`).
+fn site_root(host: &str) -> &str {
+    SITE_VARIANT_LABELS
+        .iter()
+        .find_map(|label| host.strip_prefix(label)?.strip_prefix('.'))
+        .filter(|rest| rest.contains('.'))
+        .unwrap_or(host)
 }
 
 fn referrer(url: &Url, site_host: Option<&str>) -> Option<Referrer> {
@@ -386,6 +400,14 @@ mod tests {
     #[case::internal_subdomain(
         "internal",
         visit(ARTICLE, Some("https://m.dailyplanet.example/sport")),
+        None
+    )]
+    #[case::internal_from_the_mobile_site(
+        "internal",
+        visit(
+            "https://m.dailyplanet.example/news/2026/eclipse",
+            Some("https://www.dailyplanet.example/")
+        ),
         None
     )]
     #[case::lookalike_is_not_internal(
@@ -602,6 +624,17 @@ mod tests {
             let rule = RULES.iter().find(|r| r.id == id).expect("rule");
             assert_eq!(rule.confidence, Confidence::Probable, "{id}");
         }
+    }
+
+    #[rstest]
+    #[case("www.dailyplanet.example", "dailyplanet.example")]
+    #[case("m.dailyplanet.example", "dailyplanet.example")]
+    #[case("amp.dailyplanet.co.uk", "dailyplanet.co.uk")]
+    #[case("mobile.de", "mobile.de")]
+    #[case("m.example", "m.example")]
+    #[case("edition.dailyplanet.example", "edition.dailyplanet.example")]
+    fn site_variants_share_the_root(#[case] host: &str, #[case] root: &str) {
+        assert_eq!(site_root(host), root);
     }
 
     #[rstest]

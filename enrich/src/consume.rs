@@ -353,6 +353,7 @@ impl<T: Transport> Pipeline<T> {
         let Enriched {
             event,
             share,
+            rule,
             ua_cache,
             bot,
         } = enriched;
@@ -366,6 +367,7 @@ impl<T: Transport> Pipeline<T> {
             Counter::EventsOut,
             crate::metrics::channel_label(event.channel),
         );
+        tally.add(Counter::RuleHits, rule);
         tally.add(
             Counter::UaCache,
             match ua_cache {
@@ -571,13 +573,15 @@ mod tests {
 
     struct Harness {
         pipeline: Pipeline<Recording>,
+        registry: Registry,
         rebalances: UnboundedSender<RebalanceEvent>,
         codec: Codec<RawEvent>,
     }
 
     fn harness() -> Harness {
         let (rebalances, events) = tokio::sync::mpsc::unbounded_channel();
-        let metrics = Metrics::register(&Registry::new()).expect("metrics");
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).expect("metrics");
         // Never used by these tests: no assignment is reported.
         let restorer =
             Restorer::new(&KafkaConfig::default(), Duration::from_secs(1)).expect("restorer");
@@ -592,6 +596,7 @@ mod tests {
         .expect("pipeline");
         Harness {
             pipeline,
+            registry,
             rebalances,
             codec: Codec::new().expect("codec"),
         }
@@ -680,6 +685,38 @@ mod tests {
             "but its offset commits"
         );
         assert_eq!(h.count("duplicate"), 1);
+    }
+
+    #[tokio::test]
+    async fn committed_events_count_under_the_rule_that_decided() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        let exposition = |h: &Harness| {
+            prometheus::TextEncoder::new()
+                .encode_to_string(&h.registry.gather())
+                .expect("encode")
+        };
+        h.feed(10, &payloads);
+        assert!(
+            !exposition(&h).contains("lumen_enrich_rule_hits_total{"),
+            "nothing counted before the commit"
+        );
+        h.pipeline.flush().await.expect("flush");
+        let text = exposition(&h);
+        // The share carries no landing token: its article path decides.
+        assert!(
+            text.contains("lumen_enrich_rule_hits_total{rule=\"heuristic.deep_link\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lumen_enrich_rule_hits_total{rule=\"token.private\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("lumen_enrich_rule_hits_total{").count(),
+            2,
+            "the dead letter has no rule: {text}"
+        );
     }
 
     #[tokio::test]

@@ -20,6 +20,9 @@ pub struct Enriched {
     /// For an explicit share with a valid token: the record for
     /// `lumen.shares` (already in the token store).
     pub share: Option<ShareRecord>,
+    /// The id of the rule that decided the channel (a bounded metric
+    /// label, unlike the event's owned copy).
+    pub rule: &'static str,
     /// Whether the user agent came from the cache.
     pub ua_cache: CacheOutcome,
     /// For bots: the app a preview fetch reveals, `none` for other bots
@@ -139,6 +142,7 @@ impl Enricher {
         Ok(Enriched {
             event,
             share,
+            rule: rule.id,
             ua_cache,
             bot,
         })

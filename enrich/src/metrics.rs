@@ -28,6 +28,9 @@ pub struct Metrics {
     pub events_in: IntCounterVec,
     /// Enriched events written, by channel.
     pub events_out: IntCounterVec,
+    /// Enriched events written, by the id of the rule that decided their
+    /// channel: which rules carry the traffic, and which never fire.
+    pub rule_hits: IntCounterVec,
     /// Records sent to the dead-letter topic, by reason.
     pub dlq: IntCounterVec,
     /// Landing token lookups, by result (`hit`, `address_bar`, `invalid`).
@@ -75,6 +78,11 @@ impl Metrics {
                 "lumen_enrich_events_out_total",
                 "Enriched events written, by channel.",
                 "channel",
+            )?,
+            rule_hits: counter_vec(
+                "lumen_enrich_rule_hits_total",
+                "Enriched events written, by the channel rule that decided.",
+                "rule",
             )?,
             dlq: counter_vec(
                 "lumen_enrich_dlq_total",
@@ -149,6 +157,7 @@ impl Metrics {
         };
         registry.register(Box::new(metrics.events_in.clone()))?;
         registry.register(Box::new(metrics.events_out.clone()))?;
+        registry.register(Box::new(metrics.rule_hits.clone()))?;
         registry.register(Box::new(metrics.dlq.clone()))?;
         registry.register(Box::new(metrics.token_lookups.clone()))?;
         registry.register(Box::new(metrics.ua_cache.clone()))?;
@@ -174,6 +183,8 @@ pub enum Counter {
     EventsIn,
     /// [`Metrics::events_out`].
     EventsOut,
+    /// [`Metrics::rule_hits`].
+    RuleHits,
     /// [`Metrics::dlq`].
     Dlq,
     /// [`Metrics::token_lookups`].
@@ -206,6 +217,7 @@ impl Metrics {
             let vec = match counter {
                 Counter::EventsIn => &self.events_in,
                 Counter::EventsOut => &self.events_out,
+                Counter::RuleHits => &self.rule_hits,
                 Counter::Dlq => &self.dlq,
                 Counter::TokenLookups => &self.token_lookups,
                 Counter::UaCache => &self.ua_cache,
@@ -256,6 +268,7 @@ mod tests {
         metrics.token_store_bytes.set(1);
         for label in [
             &metrics.events_out,
+            &metrics.rule_hits,
             &metrics.dlq,
             &metrics.token_lookups,
             &metrics.ua_cache,
@@ -266,7 +279,7 @@ mod tests {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 15);
+        assert_eq!(families.len(), 16);
         assert!(
             families
                 .iter()

@@ -128,6 +128,10 @@ pub const BOTS: &[Bot] = &[
     crawler(Prefix("Wget/"), "wget"),
     crawler(Prefix("Go-http-client/"), "go_http_client"),
     crawler(Prefix("axios/"), "axios"),
+    crawler(Prefix("okhttp/"), "okhttp"),
+    crawler(Prefix("Apache-HttpClient/"), "apache_httpclient"),
+    crawler(Prefix("python-httpx/"), "python_httpx"),
+    crawler(Prefix("Scrapy/"), "scrapy"),
 ];
 
 /// In-app browsers, first match wins: Messenger before Facebook (both say
@@ -135,6 +139,8 @@ pub const BOTS: &[Bot] = &[
 pub const IN_APP: &[InApp] = &[
     in_app(Contains("FBAN/Messenger"), "messenger"),
     in_app(Contains("FB_IAB/MESSENGER"), "messenger"),
+    // Orca: Messenger's Android package (`com.facebook.orca`).
+    in_app(Contains("FB_IAB/Orca-Android"), "messenger"),
     in_app(Contains("FBAN/"), "facebook"),
     in_app(Contains("FBAV/"), "facebook"),
     in_app(Contains("FB_IAB"), "facebook"),
@@ -268,6 +274,15 @@ pub fn parse(user_agent: &str, woothee: &woothee::parser::Parser) -> UserAgent {
         ),
         None => None,
     };
+    // A fetcher is no webview, whatever app its name mentions
+    // (`WhatsApp/2.x`, `TelegramBot`, `Pinterestbot`).
+    let in_app = match bot_name {
+        Some(_) => None,
+        None => IN_APP
+            .iter()
+            .find(|row| row.matcher.matches(user_agent))
+            .map(|row| row.app),
+    };
     let device_type = if bot_name.is_some() {
         DeviceType::Bot
     } else {
@@ -290,10 +305,7 @@ pub fn parse(user_agent: &str, woothee: &woothee::parser::Parser) -> UserAgent {
             .unwrap_or("Other")
             .to_owned(),
         device_type,
-        in_app: IN_APP
-            .iter()
-            .find(|row| row.matcher.matches(user_agent))
-            .map(|row| row.app),
+        in_app,
         bot_name,
         preview_app: bot.and_then(|row| row.preview_app),
     }
@@ -438,6 +450,10 @@ mod tests {
         "Wget/1.21.4",
         "Go-http-client/1.1",
         "axios/1.6.8",
+        "okhttp/4.12.0",
+        "Apache-HttpClient/4.5.14 (Java/17.0.10)",
+        "python-httpx/0.27.0",
+        "Scrapy/2.11.1 (+https://scrapy.org)",
     ];
 
     #[test]
@@ -448,6 +464,7 @@ mod tests {
             assert_eq!(parsed.bot_name.as_deref(), Some(row.name), "{sample}");
             assert_eq!(parsed.preview_app, row.preview_app, "{sample}");
             assert_eq!(parsed.device_type, DeviceType::Bot, "{sample}");
+            assert_eq!(parsed.in_app, None, "a fetcher is no webview: {sample}");
         }
     }
 
@@ -455,6 +472,7 @@ mod tests {
     const IN_APP_SAMPLES: &[&str] = &[
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/MessengerForiOS;FBAV/455.0.0.36.108;FBBV/580310040;FBDV/iPhone15,2]",
         "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/UQ1A; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.0.0 Mobile Safari/537.36 [FB_IAB/MESSENGER;FBAV/452.0.0.42.109;]",
+        "Mozilla/5.0 (Linux; Android 13; SM-A536B Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.6367.82 Mobile Safari/537.36 [FB_IAB/Orca-Android;FBAV/452.0.0.42.109;]",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/460.0.0.48.109;FBBV/584426475]",
         "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAV/460.0.0.48.109]",
         "Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.0.0 Mobile Safari/537.36 [FB_IAB/FB4A;]",
