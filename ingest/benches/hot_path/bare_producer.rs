@@ -89,7 +89,7 @@ pub fn run(brokers: &str, topic: &str, records: &[Record], duration: Duration) -
 
     let acks = producer.context();
     let before = acks.delivered.load(Ordering::Relaxed);
-    let cpu_before = cpu_time(std::process::id());
+    let cpu_before = cpu_time("self");
     let started = Instant::now();
     for record in records.iter().cycle() {
         send(record);
@@ -99,7 +99,7 @@ pub fn run(brokers: &str, topic: &str, records: &[Record], duration: Duration) -
     }
     let delivered = acks.delivered.load(Ordering::Relaxed) - before;
     let elapsed = started.elapsed();
-    let cpu = cpu_time(std::process::id()) - cpu_before;
+    let cpu = cpu_time("self") - cpu_before;
     producer.flush(FLUSH_TIMEOUT).expect("final flush");
     Throughput {
         per_second: delivered as f64 / elapsed.as_secs_f64(),

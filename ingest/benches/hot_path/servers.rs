@@ -51,9 +51,10 @@ pub struct Usage {
     pub cpu: Duration,
 }
 
-/// User and system CPU time process `pid` used so far.
-pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+/// User and system CPU time used so far by `/proc/<entry>`: a process id,
+/// `self` or `thread-self`.
+pub fn cpu_time(entry: impl std::fmt::Display) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{entry}/stat")).expect("/proc/<entry>/stat");
     // utime and stime are fields 14 and 15; the command name before them
     // is in parentheses and may hold spaces, so count from its end.
     let ticks: u64 = stat
