@@ -123,8 +123,6 @@ impl ClickHouseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct BatchConfig {
     /// A partition's batch is inserted when it holds this many Kafka records.
-    /// It also bounds memory: each assigned partition keeps up to two
-    /// batches decoded (one inserting, one read ahead), about 1.7 KB a row.
     #[arg(
         long = "batch-max-rows",
         env = "LUMEN_SINK_BATCH_MAX_ROWS",
@@ -138,6 +136,15 @@ pub struct BatchConfig {
         default_value_t = 64 * 1024 * 1024
     )]
     pub max_bytes: usize,
+    /// Records read and not yet inserted, across all partitions, above which
+    /// reading pauses until inserts catch up: the sink's memory bound (about
+    /// 1.7 KB a decoded row). At least `--batch-max-rows`.
+    #[arg(
+        long = "max-buffered-rows",
+        env = "LUMEN_SINK_MAX_BUFFERED_ROWS",
+        default_value_t = 20_000
+    )]
+    pub max_buffered_rows: usize,
     /// ... or when its first record has waited this long, in milliseconds.
     #[arg(
         long = "batch-max-age-ms",
@@ -183,6 +190,7 @@ impl Default for BatchConfig {
         Self {
             max_rows: 10_000,
             max_bytes: 64 * 1024 * 1024,
+            max_buffered_rows: 20_000,
             max_age_ms: 1_000,
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
@@ -226,8 +234,12 @@ impl Config {
     /// Refuses settings that cannot work, saying what to fix.
     pub fn validate(&self) -> Result<()> {
         let batch = &self.batch;
-        let checks: [(bool, &str); 9] = [
+        let checks: [(bool, &str); 10] = [
             (batch.max_rows > 0, "--batch-max-rows must be at least 1"),
+            (
+                batch.max_buffered_rows >= batch.max_rows,
+                "--max-buffered-rows must be at least --batch-max-rows",
+            ),
             (batch.max_bytes > 0, "--batch-max-bytes must be at least 1"),
             (
                 batch.max_age_ms > 0,
@@ -296,6 +308,7 @@ mod tests {
 
     #[rstest]
     #[case(&["--batch-max-rows", "0"], "--batch-max-rows")]
+    #[case(&["--batch-max-rows", "500", "--max-buffered-rows", "499"], "--max-buffered-rows")]
     #[case(&["--batch-max-age-ms", "0"], "--batch-max-age-ms")]
     #[case(&["--retry-initial-ms", "500", "--retry-max-ms", "100"], "--retry-max-ms")]
     #[case(&["--events-ttl-days", "0"], "--events-ttl-days")]

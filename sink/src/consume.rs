@@ -6,8 +6,10 @@
 //! then commit the offset after the batch.
 //!
 //! Memory is bounded: a partition with one delivery in flight and one sealed
-//! batch waiting is paused, and polled again when it catches up; polling
-//! continues meanwhile, so the group membership survives a ClickHouse outage.
+//! batch waiting is paused, and so is every partition while the records held
+//! reach `--max-buffered-rows`; they are polled again when inserts catch up.
+//! Polling continues meanwhile, so the group membership survives a
+//! ClickHouse outage.
 //!
 //! Rebalances discard and rewind: a revoked partition's buffered records are
 //! dropped and its delivery aborted; whoever owns it next reads from the
@@ -196,6 +198,7 @@ pub struct Sink<T, D> {
     consumer: Arc<SinkConsumer>,
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
+    max_buffered: usize,
     partitions: HashMap<i32, PartitionState>,
     tasks: JoinSet<Option<Delivered>>,
     next_epoch: u64,
@@ -205,12 +208,15 @@ pub struct Sink<T, D> {
 }
 
 impl<T: Table, D: DeadLetters> Sink<T, D> {
-    /// A loop reading through `delivery.consumer`.
-    pub fn new(delivery: Delivery<T, D>, bounds: Bounds) -> Self {
+    /// A loop reading through `delivery.consumer`, batching within `bounds`
+    /// and holding at most about `max_buffered` records read and not yet
+    /// inserted.
+    pub fn new(delivery: Delivery<T, D>, bounds: Bounds, max_buffered: usize) -> Self {
         Self {
             consumer: delivery.consumer.clone(),
             delivery: Arc::new(delivery),
             bounds,
+            max_buffered,
             partitions: HashMap::new(),
             tasks: JoinSet::new(),
             next_epoch: 0,
@@ -440,11 +446,18 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
-    /// Pauses partitions whose next batch is already waiting, resumes those
-    /// that caught up.
+    /// Pauses partitions whose next batch is already waiting, and all of
+    /// them while the records held reach `max_buffered`; resumes them when
+    /// they caught up.
     fn flow_control(&mut self) {
+        let held: usize = self
+            .partitions
+            .values()
+            .map(|state| state.batcher.records() + state.in_flight.as_ref().map_or(0, |(_, n)| *n))
+            .sum();
+        let full = held >= self.max_buffered;
         for (partition, state) in &mut self.partitions {
-            let behind = state.in_flight.is_some() && state.batcher.waiting() > 0;
+            let behind = full || (state.in_flight.is_some() && state.batcher.waiting() > 0);
             if behind == state.paused {
                 continue;
             }

@@ -105,7 +105,7 @@ pub async fn run_with<T: Table>(
     };
     readiness.set(true);
     tracing::info!(%topic, group = %config.consumer_group, admin = %admin.local_addr, "sink running");
-    Sink::new(delivery, bounds)
+    Sink::new(delivery, bounds, config.batch.max_buffered_rows)
         .run(shutdown.clone(), config.batch.shutdown_timeout())
         .await;
     readiness.set(false);

@@ -1,9 +1,12 @@
 //! The normal path: N events in, exactly N rows out, every field typed as
-//! the model says, every aggregate exact, and a clean shutdown.
+//! the model says, every aggregate exact, a clean shutdown, and memory held
+//! within `--max-buffered-rows` while ClickHouse is slower than Kafka.
 
 use lumen_runtime::Shutdown;
+use lumen_sink::insert::ClickHouseTable;
+use tokio::sync::watch;
 
-use crate::harness::{Harness, events};
+use crate::harness::{GatedTable, Harness, events, eventually, free_port, get, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_events_in_exactly_n_rows_and_exact_aggregates() {
@@ -68,4 +71,47 @@ async fn migrate_subcommand_applies_the_model_and_exits() {
     lumen_sink::run(config, Shutdown::new())
         .await
         .expect("migrate again is a no-op");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_pauses_at_the_buffered_rows_budget() {
+    let harness = Harness::new("budget").await;
+    let total = 3_000;
+    harness.produce(&events(0, total)).await;
+
+    let port = free_port();
+    let mut config = harness.config();
+    config.batch.max_rows = 100;
+    config.batch.max_buffered_rows = 250;
+    config.admin.addr = Some(([127, 0, 0, 1], port).into());
+    let (gate, open) = watch::channel(false);
+    let shutdown = Shutdown::new();
+    let sink = tokio::spawn(lumen_sink::run_with(
+        config,
+        shutdown.clone(),
+        move |client, timeout| GatedTable {
+            inner: ClickHouseTable::new(client, timeout),
+            open,
+        },
+    ));
+    let exposition = || async { get(port, "/metrics").await.unwrap_or_default() };
+    eventually("every partition paused at the budget", || async {
+        metric(&exposition().await, "lumen_sink_paused_partitions") == Some(3.0)
+    })
+    .await;
+    // Held there: a second look, after reading had every chance to go on.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let metrics = exposition().await;
+    let held = metric(&metrics, "lumen_sink_buffered_rows").expect("buffered rows");
+    // The budget is checked between records: one more per partition at most.
+    assert!(
+        (250.0..=253.0).contains(&held),
+        "held {held} rows with a budget of 250"
+    );
+    assert_eq!(metric(&metrics, "lumen_sink_paused_partitions"), Some(3.0));
+
+    gate.send(true).expect("open the gate");
+    harness.expect_exactly(total).await;
+    shutdown.trigger();
+    sink.await.expect("join").expect("sink stops cleanly");
 }

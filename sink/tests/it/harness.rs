@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clickhouse::Client;
 use lumen_schemas::{Codec, EnrichedEvent};
 use lumen_sink::Config;
+use lumen_sink::batch::Keyed;
+use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
 use lumen_sink::row::sample;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -373,4 +375,26 @@ pub async fn get(port: u16, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
     Some(response)
+}
+
+/// The real table behind a gate: inserts wait until the test opens it.
+pub struct GatedTable {
+    pub inner: ClickHouseTable,
+    pub open: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Table for GatedTable {
+    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+        let mut open = self.open.clone();
+        // The sender lives as long as the test; an error cannot happen first.
+        let _ = open.wait_for(|open| *open).await;
+        self.inner.insert(rows, token).await
+    }
+}
+
+/// The value of an unlabelled metric in a Prometheus exposition.
+pub fn metric(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lumen_runtime::Shutdown;
-use lumen_sink::batch::Keyed;
-use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
+use lumen_sink::insert::ClickHouseTable;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::watch;
 
-use crate::harness::{Harness, brokers, events, eventually, free_port, get};
+use crate::harness::{GatedTable, Harness, brokers, events, eventually, free_port, get, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_joining_and_leaving_under_traffic_keep_counts_exact() {
@@ -48,21 +47,6 @@ async fn sinks_joining_and_leaving_under_traffic_keep_counts_exact() {
         .expect("second sink stops cleanly");
 }
 
-/// The real table behind a gate: inserts wait until the test opens it.
-struct GatedTable {
-    inner: ClickHouseTable,
-    open: watch::Receiver<bool>,
-}
-
-impl Table for GatedTable {
-    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
-        let mut open = self.open.clone();
-        // The sender lives as long as the test; an error cannot happen first.
-        let _ = open.wait_for(|open| *open).await;
-        self.inner.insert(rows, token).await
-    }
-}
-
 /// librdkafka keeps an application pause across a rebalance: a sink that
 /// paused its partitions (one batch in flight, the next one waiting) and
 /// then got them back would never read them again unless it resumes them.
@@ -91,7 +75,7 @@ async fn partitions_paused_before_a_rebalance_are_read_after_it() {
         || async {
             get(port, "/metrics")
                 .await
-                .is_some_and(|m| m.contains("\nlumen_sink_paused_partitions 3\n"))
+                .is_some_and(|m| metric(&m, "lumen_sink_paused_partitions") == Some(3.0))
         },
     )
     .await;
