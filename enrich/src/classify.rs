@@ -276,7 +276,7 @@ fn holds(when: When, evidence: &Evidence) -> bool {
 
 fn utm_source_site(evidence: &Evidence) -> Option<&'static domains::Domain> {
     let source = evidence.campaign.source.as_deref()?.to_ascii_lowercase();
-    domains::lookup_host(strip_www(&source), "/")
+    domains::lookup_host(strip_www(&source), "/").or_else(|| domains::lookup_source_name(&source))
 }
 
 fn source(source: Source, evidence: &Evidence) -> Option<String> {
@@ -474,6 +474,14 @@ mod tests {
         "campaign.fbclid",
         visit("https://dailyplanet.example/a?fbclid=IwAR0", None),
         Some("facebook")
+    )]
+    #[case::campaign_messaging(
+        "campaign.messaging",
+        visit(
+            "https://dailyplanet.example/a?utm_source=whatsapp&utm_medium=social",
+            None
+        ),
+        Some("whatsapp")
     )]
     #[case::campaign_ai(
         "campaign.ai",

@@ -145,8 +145,8 @@ pub const DOMAINS: &[Domain] = &[
     host("messages.google.com", Messaging, "google_messages"),
     host("web.wechat.com", Messaging, "wechat"),
     host("wx.qq.com", Messaging, "wechat"),
-    host("workplace.com", Messaging, "workplace"),
     // Public social networks.
+    host("workplace.com", Social, "workplace"),
     host("facebook.com", Social, "facebook"),
     host("fb.com", Social, "facebook"),
     host("fb.me", Social, "facebook"),
@@ -269,6 +269,14 @@ pub fn lookup_host(host: &str, path: &str) -> Option<&'static Domain> {
     DOMAINS.iter().find(|row| {
         host_matches(row.pattern, host) && row.path_prefix.is_none_or(|p| path.starts_with(p))
     })
+}
+
+/// The first web-host row standing for the source `name` (`whatsapp`,
+/// `chatgpt`...), for campaign tags that name a site instead of a host.
+pub fn lookup_source_name(name: &str) -> Option<&'static Domain> {
+    DOMAINS
+        .iter()
+        .find(|row| row.source.eq_ignore_ascii_case(name))
 }
 
 /// The Android app row of `package`.

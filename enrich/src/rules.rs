@@ -174,6 +174,7 @@ pub const RULES: &[Rule] = &[
     rule("token.private", &[When::Token], C::DarkSocial, Source::InAppOrReferrer, A::Token, Certain),
     rule("in_app.messaging", &[When::InApp(Messaging)], C::DarkSocial, Source::InApp, A::InApp, Certain),
     rule("in_app.social", &[When::InApp(Social)], C::Social, Source::InApp, A::InApp, Certain),
+    rule("campaign.messaging", &[When::UtmSourceKind(Messaging)], C::DarkSocial, Source::UtmSourceSite, A::Campaign, Certain),
     rule("campaign.social", &[When::UtmMedium(SOCIAL_MEDIUMS)], C::Social, Source::UtmSource, A::Campaign, Certain),
     rule("campaign.fbclid", &[When::Fbclid], C::Social, Source::Fixed("facebook"), A::Campaign, Certain),
     rule("campaign.ai", &[When::UtmSourceKind(Ai)], C::Ai, Source::UtmSourceSite, A::Campaign, Certain),
