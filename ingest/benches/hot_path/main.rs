@@ -29,9 +29,11 @@
 //! Ingest answers only after Kafka acknowledged (acks=all, linger 5 ms), so
 //! a closed loop over few connections measures that wait, not capacity: the
 //! default 256 connections keep ingest busy, like many browsers at once. The
-//! bare baselines wait for nothing. Every ingest load also prints the CPU the
-//! binary used per event (from `/proc/<pid>/stat`), which says more than the
-//! rates when other processes share the machine.
+//! bare baselines wait for nothing. Every load also prints the server's CPU
+//! time per event (ingest's process, the bare server's threads, the bare
+//! producer's process, from `/proc`), and the table compares them for (a)
+//! and (b): unlike the rates, those ratios barely move when other processes
+//! share the cores. The in-process figures are thread CPU time too.
 //!
 //! Environment: `LUMEN_BENCH_SECONDS` (per load, default 5: the run takes
 //! about 8 times that plus 10 s), `LUMEN_BENCH_CONNECTIONS` (default 256),
@@ -170,7 +172,7 @@ async fn loads(settings: &Settings, topic: &str) -> Loaded {
     let bare = BareHyper::start();
     let bare_pixel = phase(
         "(a) bare hyper 204",
-        Server::Bare(bare.addr),
+        Server::Bare(&bare),
         &pixel,
         Pace::ClosedLoop,
         settings,
@@ -237,23 +239,33 @@ async fn loads(settings: &Settings, topic: &str) -> Loaded {
 /// What a load is sent to.
 #[derive(Clone, Copy)]
 enum Server<'a> {
-    /// A baseline at this address.
-    Bare(SocketAddr),
-    /// The binary, whose CPU and memory are read around the load.
+    /// The bare hyper baseline.
+    Bare(&'a BareHyper),
+    /// The binary, whose memory is also read after the load.
     Ingest(&'a Ingest),
 }
 
-/// A load's outcome and, for ingest, the CPU it cost.
-struct Measured {
-    outcome: Outcome,
-    /// Ingest's CPU time per event; zero for a baseline.
-    cpu_per_event: Duration,
+impl Server<'_> {
+    fn addr(self) -> SocketAddr {
+        match self {
+            Self::Bare(bare) => bare.addr,
+            Self::Ingest(ingest) => ingest.public,
+        }
+    }
+
+    /// CPU time the server used so far.
+    fn cpu(self) -> Duration {
+        match self {
+            Self::Bare(bare) => bare.cpu(),
+            Self::Ingest(ingest) => ingest.usage().cpu,
+        }
+    }
 }
 
-impl Measured {
-    fn events_per_second(&self, shot: &Shot) -> f64 {
-        self.outcome.per_second() * shot.events as f64
-    }
+/// A load's outcome and the server's CPU time per event.
+struct Measured {
+    outcome: Outcome,
+    cpu_per_event: Duration,
 }
 
 /// One measured load (after a discarded warm-up when closed-loop), printed.
@@ -264,43 +276,43 @@ async fn phase(
     pace: Pace,
     settings: &Settings,
 ) -> Measured {
-    let (addr, ingest) = match server {
-        Server::Bare(addr) => (addr, None),
-        Server::Ingest(ingest) => (ingest.public, Some(ingest)),
-    };
+    let addr = server.addr();
     if let Pace::ClosedLoop = pace {
         load::run(addr, shot, settings.connections, pace, WARM_UP).await;
     }
-    let before = ingest.map(Ingest::usage);
+    let before = server.cpu();
     let outcome = load::run(addr, shot, settings.connections, pace, settings.seconds).await;
-    let mut measured = Measured {
-        outcome,
-        cpu_per_event: Duration::ZERO,
-    };
-    let outcome = &measured.outcome;
+    let cpu = server.cpu() - before;
+    let events = u32::try_from((outcome.answered * shot.events).max(1)).unwrap_or(u32::MAX);
     println!(
         "{name:<28} {:>8.0} req/s {:>8.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  unexpected {}",
         outcome.per_second(),
-        measured.events_per_second(shot),
+        outcome.per_second() * shot.events as f64,
         millis(outcome.quantile(0.5)),
         millis(outcome.quantile(0.99)),
         outcome.unexpected
     );
-    if let (Some(ingest), Some(before)) = (ingest, before) {
-        let after = ingest.usage();
-        let cpu = after.cpu - before.cpu;
-        let events = u32::try_from((outcome.answered * shot.events).max(1)).unwrap_or(u32::MAX);
-        println!(
-            "{:<28} CPU {:.2} cores, {:.1} µs/event; VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-            "    ingest",
-            cpu.as_secs_f64() / outcome.elapsed.as_secs_f64(),
-            micros(cpu / events),
-            mib(after.rss_kib),
-            mib(after.peak_kib)
-        );
-        measured.cpu_per_event = cpu / events;
+    let memory = match server {
+        Server::Ingest(ingest) => {
+            let usage = ingest.usage();
+            format!(
+                "; VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+                mib(usage.rss_kib),
+                mib(usage.peak_kib)
+            )
+        }
+        Server::Bare(_) => String::new(),
+    };
+    println!(
+        "{:<28} CPU {:.2} cores, {:.1} µs/event{memory}",
+        "",
+        cpu.as_secs_f64() / outcome.elapsed.as_secs_f64(),
+        micros(cpu / events),
+    );
+    Measured {
+        outcome,
+        cpu_per_event: cpu / events,
     }
-    measured
 }
 
 fn micros(duration: Duration) -> f64 {
@@ -372,6 +384,12 @@ fn print_table(
         pixel.per_second(),
         bare_pixel.per_second(),
         verdict(ratio >= 0.6)
+    );
+    println!(
+        "| (a) CPU µs per request | {:.1} | bare hyper 204 {:.1} | {:.1}x | |",
+        micros(loaded.pixel.cpu_per_event),
+        micros(loaded.bare_pixel.cpu_per_event),
+        loaded.pixel.cpu_per_event.as_secs_f64() / loaded.bare_pixel.cpu_per_event.as_secs_f64()
     );
     let events = loaded.batch.outcome.per_second() * BATCH as f64;
     let bare = &loaded.bare_producer;

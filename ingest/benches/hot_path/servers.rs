@@ -148,12 +148,16 @@ pub struct BareHyper {
     runtime: Option<Runtime>,
 }
 
+/// Name of the bare server's threads, by which its CPU time is told apart
+/// from the load generator's in this process.
+const BARE_THREAD: &str = "bare-hyper";
+
 impl BareHyper {
     /// Binds a loopback port and serves on a runtime of its own.
     pub fn start() -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .thread_name("bare-hyper")
+            .thread_name(BARE_THREAD)
             .build()
             .expect("runtime");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -178,6 +182,22 @@ impl BareHyper {
             addr,
             runtime: Some(runtime),
         }
+    }
+}
+
+impl BareHyper {
+    /// CPU time its threads used so far.
+    pub fn cpu(&self) -> Duration {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|task| task.ok())
+            .map(|task| format!("self/task/{}", task.file_name().to_string_lossy()))
+            .filter(|entry| {
+                std::fs::read_to_string(format!("/proc/{entry}/comm"))
+                    .is_ok_and(|name| name.trim_end() == BARE_THREAD)
+            })
+            .map(cpu_time)
+            .sum()
     }
 }
 
