@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::domains::{self, SiteKind};
 use crate::error::{Error, Result};
-use crate::rules::{CLICK_IDS, RULES, Rule, Source, When};
+use crate::rules::{CLICK_IDS, ClickIdKind, RULES, Rule, Source, When};
 use crate::user_agent::{self, UserAgent};
 
 /// Default article-like path: a slug of three or more words, a numeric
@@ -34,8 +34,8 @@ pub struct Campaign {
     pub medium: Option<String>,
     /// `utm_campaign`.
     pub campaign: Option<String>,
-    /// The first click id present: (platform, only on ads).
-    pub click_id: Option<(&'static str, bool)>,
+    /// The deciding click id present: (platform, kind).
+    pub click_id: Option<(&'static str, ClickIdKind)>,
 }
 
 /// What the referrer is.
@@ -239,8 +239,8 @@ fn campaign(url: &Url) -> Campaign {
                     && rank < click_rank
                 {
                     click_rank = rank;
-                    let (_, platform, paid) = CLICK_IDS[rank];
-                    found.click_id = Some((platform, paid));
+                    let (_, platform, kind) = CLICK_IDS[rank];
+                    found.click_id = Some((platform, kind));
                 }
             }
         }
@@ -260,8 +260,10 @@ fn holds(when: When, evidence: &Evidence) -> bool {
         When::UtmMedium(values) => {
             medium.is_some_and(|m| values.iter().any(|v| v.eq_ignore_ascii_case(m)))
         }
-        When::PaidClickId => matches!(evidence.campaign.click_id, Some((_, true))),
-        When::Fbclid => matches!(evidence.campaign.click_id, Some((_, false))),
+        When::ClickId(kind) => evidence
+            .campaign
+            .click_id
+            .is_some_and(|(_, found)| found == kind),
         When::Token => evidence.token,
         When::InApp(kind) => evidence
             .in_app
@@ -430,6 +432,14 @@ mod tests {
             Some("https://www.google.com/")
         ),
         Some("google")
+    )]
+    #[case::campaign_email_click_id(
+        "campaign.email_click_id",
+        visit(
+            "https://dailyplanet.example/a?mc_cid=4f1a2b&mc_eid=9c8d7e",
+            Some("https://mail.google.com/")
+        ),
+        Some("mailchimp")
     )]
     #[case::campaign_click_id(
         "campaign.click_id",

@@ -32,11 +32,8 @@ pub enum When {
     Internal,
     /// `utm_medium` is one of these (lowercase).
     UtmMedium(&'static [&'static str]),
-    /// The URL carries a click id of a paid-ads platform.
-    PaidClickId,
-    /// The URL carries `fbclid` (Facebook adds it to every outbound link,
-    /// ads or not).
-    Fbclid,
+    /// The URL carries a click id of this kind.
+    ClickId(ClickIdKind),
     /// A well-formed share token.
     Token,
     /// An in-app browser (user agent or tracker flag) of an app of this kind.
@@ -121,18 +118,35 @@ pub const SOCIAL_MEDIUMS: &[&str] = &[
     "social-media",
 ];
 
-/// URL click ids: parameter, platform, and whether it only appears on ads.
-pub const CLICK_IDS: &[(&str, &str, bool)] = &[
-    ("gclid", "google", true),
-    ("gbraid", "google", true),
-    ("wbraid", "google", true),
-    ("dclid", "google", true),
-    ("msclkid", "microsoft", true),
-    ("ttclid", "tiktok", true),
-    ("twclid", "x", true),
-    ("li_fat_id", "linkedin", true),
-    ("yclid", "yandex", true),
-    ("fbclid", "facebook", false),
+/// What a click id says about the link that carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickIdKind {
+    /// Only ads carry it.
+    Paid,
+    /// An e-mail platform adds it to the links of a mailing.
+    Email,
+    /// Facebook adds `fbclid` to every outbound link, ads or not.
+    Facebook,
+}
+
+/// URL click ids: parameter, platform, kind. When a URL carries several,
+/// the first row here decides.
+pub const CLICK_IDS: &[(&str, &str, ClickIdKind)] = &[
+    ("gclid", "google", ClickIdKind::Paid),
+    ("gbraid", "google", ClickIdKind::Paid),
+    ("wbraid", "google", ClickIdKind::Paid),
+    ("dclid", "google", ClickIdKind::Paid),
+    ("msclkid", "microsoft", ClickIdKind::Paid),
+    ("ttclid", "tiktok", ClickIdKind::Paid),
+    ("twclid", "x", ClickIdKind::Paid),
+    ("li_fat_id", "linkedin", ClickIdKind::Paid),
+    ("yclid", "yandex", ClickIdKind::Paid),
+    ("mc_cid", "mailchimp", ClickIdKind::Email),
+    ("mc_eid", "mailchimp", ClickIdKind::Email),
+    ("_hsenc", "hubspot", ClickIdKind::Email),
+    ("_hsmi", "hubspot", ClickIdKind::Email),
+    ("mkt_tok", "marketo", ClickIdKind::Email),
+    ("fbclid", "facebook", ClickIdKind::Facebook),
 ];
 
 const fn rule(
@@ -168,7 +182,8 @@ pub const RULES: &[Rule] = &[
     rule("internal", &[When::Internal], C::Internal, Source::None, A::Referrer, Certain),
     rule("campaign.email", &[When::UtmMedium(EMAIL_MEDIUMS)], C::Email, Source::UtmSource, A::Campaign, Certain),
     rule("campaign.paid", &[When::UtmMedium(PAID_MEDIUMS)], C::Paid, Source::UtmSource, A::Campaign, Certain),
-    rule("campaign.click_id", &[When::PaidClickId], C::Paid, Source::ClickId, A::Campaign, Certain),
+    rule("campaign.click_id", &[When::ClickId(ClickIdKind::Paid)], C::Paid, Source::ClickId, A::Campaign, Certain),
+    rule("campaign.email_click_id", &[When::ClickId(ClickIdKind::Email)], C::Email, Source::ClickId, A::Campaign, Certain),
     rule("token.public_referrer", &[When::Token, When::Referrer(Social)], C::Social, Source::Referrer, A::Referrer, Certain),
     rule("token.public_app", &[When::Token, When::InApp(Social)], C::Social, Source::InApp, A::InApp, Certain),
     rule("token.private", &[When::Token], C::DarkSocial, Source::InAppOrReferrer, A::Token, Certain),
@@ -176,7 +191,7 @@ pub const RULES: &[Rule] = &[
     rule("in_app.social", &[When::InApp(Social)], C::Social, Source::InApp, A::InApp, Certain),
     rule("campaign.messaging", &[When::UtmSourceKind(Messaging)], C::DarkSocial, Source::UtmSourceSite, A::Campaign, Certain),
     rule("campaign.social", &[When::UtmMedium(SOCIAL_MEDIUMS)], C::Social, Source::UtmSource, A::Campaign, Certain),
-    rule("campaign.fbclid", &[When::Fbclid], C::Social, Source::Fixed("facebook"), A::Campaign, Certain),
+    rule("campaign.fbclid", &[When::ClickId(ClickIdKind::Facebook)], C::Social, Source::Fixed("facebook"), A::Campaign, Certain),
     rule("campaign.ai", &[When::UtmSourceKind(Ai)], C::Ai, Source::UtmSourceSite, A::Campaign, Certain),
     rule("referrer.ai", &[When::Referrer(Ai)], C::Ai, Source::Referrer, A::Referrer, Certain),
     rule("referrer.search", &[When::Referrer(Search)], C::Search, Source::Referrer, A::Referrer, Certain),
