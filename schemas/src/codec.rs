@@ -6,9 +6,11 @@
 //! Decoding never panics on hostile bytes: every failure is a typed
 //! [`Error`](crate::Error) that callers route to the dead-letter topic.
 
+use std::any::TypeId;
 use std::collections::HashMap;
+use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Once;
+use std::sync::{Mutex, Once, OnceLock};
 
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
@@ -54,16 +56,44 @@ impl AvroRecord for ShareRecord {
 }
 
 /// Encoder and decoder for one record type. Build once, share freely.
-#[derive(Debug)]
 pub struct Codec<T> {
     current: Schema,
+    /// Built once: resolving the schema for every record cost about half of
+    /// an encode.
+    writer: GenericDatumWriter<'static>,
     fingerprint: u64,
     current_header: [u8; HEADER_LEN],
     writers: HashMap<u64, Schema>,
     record: PhantomData<fn() -> T>,
 }
 
-impl<T: AvroRecord> Codec<T> {
+impl<T> fmt::Debug for Codec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec")
+            .field("record", &self.current.name())
+            .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
+            .field("versions", &self.writers.len())
+            .finish()
+    }
+}
+
+/// The current schema of `T`, parsed once per process and kept for its
+/// lifetime (one per record type), so writers can borrow it from anywhere.
+fn interned<T: AvroRecord + 'static>() -> Result<&'static Schema> {
+    static INTERNED: OnceLock<Mutex<HashMap<TypeId, &'static Schema>>> = OnceLock::new();
+    let mut interned = INTERNED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(schema) = interned.get(&TypeId::of::<T>()) {
+        return Ok(schema);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(parse::<T>(T::SCHEMA)?));
+    interned.insert(TypeId::of::<T>(), schema);
+    Ok(schema)
+}
+
+impl<T: AvroRecord + 'static> Codec<T> {
     /// A codec that writes the current schema and reads every known version.
     pub fn new() -> Result<Self> {
         static LIMIT: Once = Once::new();
@@ -71,9 +101,14 @@ impl<T: AvroRecord> Codec<T> {
             apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         });
 
-        let current = parse::<T>(T::SCHEMA)?;
+        let current = interned::<T>()?;
+        let writer = GenericDatumWriter::builder(current)
+            .build()
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let current = current.clone();
         let current_fingerprint = fingerprint(&current);
         let mut codec = Self {
+            writer,
             fingerprint: current_fingerprint,
             current_header: header(current_fingerprint),
             writers: HashMap::from([(current_fingerprint, current.clone())]),
@@ -101,12 +136,9 @@ impl<T: AvroRecord> Codec<T> {
 
     /// Encodes `record` with the current schema.
     pub fn encode(&self, record: &T) -> Result<Vec<u8>> {
-        let writer = GenericDatumWriter::builder(&self.current)
-            .build()
-            .map_err(|e| Error::Encode(e.to_string()))?;
         let mut payload = Vec::with_capacity(512);
         payload.extend_from_slice(&self.current_header);
-        writer
+        self.writer
             .write_ser(&mut payload, record)
             .map_err(|e| Error::Encode(e.to_string()))?;
         Ok(payload)
