@@ -28,13 +28,13 @@ lint: ## Format check and clippy with warnings as errors
 
 bench: bench-ingest bench-enrich bench-sink ## All benchmarks
 
-bench-ingest: ## Ingest hot path vs a bare baseline
+bench-ingest: ## Ingest vs a bare hyper 204 (pixel) and a bare rdkafka producer (batches), p99, RSS (needs `make up`)
 	cargo bench -p lumen-ingest
 
-bench-enrich: ## Classification + UA parsing vs Avro decode alone
+bench-enrich: ## Classifier ns/event (warm, cold) and the service through Kafka with transactions vs a bare transactional copy (needs `make up`)
 	cargo bench -p lumen-enrich
 
-bench-sink: ## Sink throughput vs a bare clickhouse-crate insert (needs `make up`)
+bench-sink: ## Sink vs ClickHouse's RowBinary limit and its Kafka engine, p99 at 10k rows/s, RSS (needs `make up`)
 	cargo bench -p lumen-sink
 
 demo: ## Kafka + ClickHouse + the three services + demo site + traffic, then a live dark/public table
