@@ -75,11 +75,14 @@ pub struct PipelineConfig {
     #[arg(long = "transactional-id", env = "LUMEN_ENRICH_TRANSACTIONAL_ID")]
     pub transactional_id: Option<String>,
 
-    /// Most raw records per transaction.
+    /// Most raw records per transaction. A transaction costs tens of ms
+    /// whatever its size, so small batches cap throughput (about 8 000
+    /// events/s at 1000 on the bench machine); light traffic commits on
+    /// `--batch-max-wait-ms` long before the batch fills.
     #[arg(
         long = "batch-max-events",
         env = "LUMEN_ENRICH_BATCH_MAX_EVENTS",
-        default_value_t = 1000
+        default_value_t = 5000
     )]
     pub batch_max_events: usize,
 
@@ -147,7 +150,7 @@ impl Default for PipelineConfig {
         Self {
             group_id: "lumen-enrich".to_owned(),
             transactional_id: None,
-            batch_max_events: 1000,
+            batch_max_events: 5000,
             batch_max_wait_ms: 200,
             transaction_timeout_ms: 30_000,
             token_ttl_days: 30,

@@ -43,6 +43,10 @@ impl Restorer {
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", "true"),
                 ("auto.offset.reset", "earliest"),
+                // The end of a partition shows as an empty fetch, which the
+                // broker holds this long (500 ms by default): every restored
+                // partition, even an empty one, would pay it.
+                ("fetch.wait.max.ms", "20"),
             ])
             .create()
             .map_err(Error::kafka("create restore consumer"))?;
