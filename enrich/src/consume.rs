@@ -206,6 +206,9 @@ pub async fn run(
             // assignment restarts from the committed offsets.
             ("partition.assignment.strategy", "range,roundrobin"),
             ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
+            // librdkafka prefetches up to 64 MiB by default; a transaction
+            // holds 5 000 events (a few MiB), so 16 MiB keeps it fed.
+            ("queued.max.messages.kbytes", "16384"),
         ])
         .create_with_context(context)
         .map_err(Error::kafka("create consumer"))?;
@@ -424,7 +427,7 @@ impl<T: Transport> Pipeline<T> {
                     .inc();
                 self.metrics.apply(&batch.tally);
                 for (partition, event_id) in batch.event_ids {
-                    self.dedupe.remember(partition, event_id);
+                    self.dedupe.remember(partition, &event_id);
                 }
                 self.update_store_gauge();
                 Ok(())
@@ -506,7 +509,7 @@ impl<T: Transport> Pipeline<T> {
             self.dedupe.drop_partition(partition);
             let restored_ids = ids.len();
             for id in ids {
-                self.dedupe.remember(partition, id);
+                self.dedupe.remember(partition, &id);
             }
             self.metrics
                 .restore_duration
