@@ -182,15 +182,29 @@ impl Transaction<'_> {
             .map_err(Error::kafka("abort transaction"))
     }
 
+    /// Waits for every acknowledgement, within the transactional timeout:
+    /// after a broker restart librdkafka was seen holding a transaction's
+    /// records without ever reporting them, which left the loop waiting
+    /// for good; timed out, the transaction is aborted and retried.
     async fn await_deliveries(&mut self) -> Result<()> {
-        for delivery in self.deliveries.drain(..) {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(Error::kafka("deliver")(error)),
-                Err(_) => return Err(Error::kafka("deliver")(KafkaError::Canceled)),
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let all = async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => return Err(Error::kafka("deliver")(error)),
+                    Err(_) => return Err(Error::kafka("deliver")(KafkaError::Canceled)),
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::kafka("deliver")(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                )))
+            })
     }
 }
 
