@@ -448,7 +448,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 
     /// Pauses partitions whose next batch is already waiting, and all of
     /// them while the records held reach `max_buffered`; resumes them when
-    /// they caught up.
+    /// they caught up. At the budget, idle partitions' open batches are cut
+    /// and inserted at once: reading is paused, so they would otherwise only
+    /// fill up by age.
     fn flow_control(&mut self) {
         let held: usize = self
             .partitions
@@ -456,6 +458,14 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             .map(|state| state.batcher.records() + state.in_flight.as_ref().map_or(0, |(_, n)| *n))
             .sum();
         let full = held >= self.max_buffered;
+        if full {
+            for state in self.partitions.values_mut() {
+                if state.in_flight.is_none() && state.batcher.waiting() == 0 {
+                    state.batcher.seal();
+                }
+            }
+            self.dispatch();
+        }
         for (partition, state) in &mut self.partitions {
             let behind = full || (state.in_flight.is_some() && state.batcher.waiting() > 0);
             if behind == state.paused {
