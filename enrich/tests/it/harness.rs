@@ -34,7 +34,7 @@ fn kafka() -> KafkaConfig {
     }
 }
 
-fn client(extra: &[(&str, &str)]) -> ClientConfig {
+pub fn client(extra: &[(&str, &str)]) -> ClientConfig {
     kafka().client_config(extra)
 }
 
@@ -271,16 +271,25 @@ async fn produce_bytes_to(topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
 
 /// Every committed record of `topic`, read to the end of each partition.
 pub async fn read_committed(topic: &str) -> Vec<OwnedMessage> {
+    read_to_end(topic, "read_committed").await
+}
+
+/// Every record of `topic`, aborted transactions' included.
+pub async fn read_uncommitted(topic: &str) -> Vec<OwnedMessage> {
+    read_to_end(topic, "read_uncommitted").await
+}
+
+async fn read_to_end(topic: &str, isolation: &'static str) -> Vec<OwnedMessage> {
     let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_committed_blocking(&topic))
+    tokio::task::spawn_blocking(move || read_to_end_blocking(&topic, isolation))
         .await
         .expect("reader task")
 }
 
-fn read_committed_blocking(topic: &str) -> Vec<OwnedMessage> {
+fn read_to_end_blocking(topic: &str, isolation: &str) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = client(&[
         ("group.id", &unique("it-enrich-reader")),
-        ("isolation.level", "read_committed"),
+        ("isolation.level", isolation),
         ("enable.partition.eof", "true"),
         ("enable.auto.commit", "false"),
     ])

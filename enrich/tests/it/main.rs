@@ -11,4 +11,6 @@ mod pipeline;
 #[cfg(feature = "integration")]
 mod rebalance;
 #[cfg(feature = "integration")]
+mod renew;
+#[cfg(feature = "integration")]
 mod restart;
