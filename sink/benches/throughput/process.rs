@@ -3,7 +3,7 @@
 //! `LUMEN_*` variables, like a deployment. Whatever `LUMEN_SINK_*` tuning the
 //! bench's environment carries reaches it too.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Harness, free_port, get};
@@ -17,19 +17,9 @@ pub struct SinkProcess {
 impl SinkProcess {
     /// Starts the sink on `harness`'s topic, group and database.
     pub fn spawn(harness: &Harness) -> Self {
-        let config = harness.config();
         let admin_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_lumen-sink"))
-            .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
-            .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
-            .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
-            .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
-            .env("LUMEN_CLICKHOUSE_URL", &config.clickhouse.url)
-            .env("LUMEN_CLICKHOUSE_DATABASE", &config.clickhouse.database)
-            .env("LUMEN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let child = harness
+            .sink_command(admin_port)
             .spawn()
             .expect("spawn lumen-sink");
         Self { child, admin_port }

@@ -74,23 +74,14 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
 }
 
 fn spawn_binary(harness: &Harness, admin_port: u16) -> Child {
-    let config = harness.config();
-    Command::new(env!("CARGO_BIN_EXE_lumen-sink"))
-        .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
+    harness
+        .sink_command(admin_port)
         .env(
             "LUMEN_KAFKA_OPTIONS",
             "session.timeout.ms=6000,heartbeat.interval.ms=500",
         )
-        .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
-        .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
-        .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
-        .env("LUMEN_CLICKHOUSE_URL", &config.clickhouse.url)
-        .env("LUMEN_CLICKHOUSE_DATABASE", &config.clickhouse.database)
-        .env("LUMEN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("LUMEN_SINK_BATCH_MAX_ROWS", "300")
         .env("LUMEN_SINK_BATCH_MAX_AGE_MS", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn lumen-sink")

@@ -3,10 +3,8 @@
 //! within `--max-buffered-rows` while ClickHouse is slower than Kafka.
 
 use lumen_runtime::Shutdown;
-use lumen_sink::insert::ClickHouseTable;
-use tokio::sync::watch;
 
-use crate::harness::{GatedTable, Harness, events, eventually, free_port, get, metric};
+use crate::harness::{GatedSink, Harness, events, eventually, get, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_events_in_exactly_n_rows_and_exact_aggregates() {
@@ -79,21 +77,11 @@ async fn reading_pauses_at_the_buffered_rows_budget() {
     let total = 3_000;
     harness.produce(&events(0, total)).await;
 
-    let port = free_port();
     let mut config = harness.config();
     config.batch.max_rows = 100;
     config.batch.max_buffered_rows = 250;
-    config.admin.addr = Some(([127, 0, 0, 1], port).into());
-    let (gate, open) = watch::channel(false);
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run_with(
-        config,
-        shutdown.clone(),
-        move |client, timeout| GatedTable {
-            inner: ClickHouseTable::new(client, timeout),
-            open,
-        },
-    ));
+    let sink = GatedSink::start(config);
+    let port = sink.port;
     let exposition = || async { get(port, "/metrics").await.unwrap_or_default() };
     eventually("every partition paused at the budget", || async {
         metric(&exposition().await, "lumen_sink_paused_partitions") == Some(3.0)
@@ -110,8 +98,7 @@ async fn reading_pauses_at_the_buffered_rows_budget() {
     );
     assert_eq!(metric(&metrics, "lumen_sink_paused_partitions"), Some(3.0));
 
-    gate.send(true).expect("open the gate");
+    sink.open();
     harness.expect_exactly(total).await;
-    shutdown.trigger();
-    sink.await.expect("join").expect("sink stops cleanly");
+    sink.stop().await;
 }

@@ -112,6 +112,25 @@ impl Harness {
         config
     }
 
+    /// `lumen-sink` as a child process on this test's topics, group and
+    /// database, its admin server on `admin_port`, logging warnings only.
+    pub fn sink_command(&self, admin_port: u16) -> std::process::Command {
+        let config = self.config();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lumen-sink"));
+        command
+            .env("LUMEN_KAFKA_BROKERS", &config.kafka.brokers)
+            .env("LUMEN_TOPIC_ENRICHED", &config.topics.enriched)
+            .env("LUMEN_TOPIC_DLQ", &config.topics.dlq)
+            .env("LUMEN_SINK_CONSUMER_GROUP", &config.consumer_group)
+            .env("LUMEN_CLICKHOUSE_URL", &config.clickhouse.url)
+            .env("LUMEN_CLICKHOUSE_DATABASE", &config.clickhouse.database)
+            .env("LUMEN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        command
+    }
+
     /// A client on this test's database.
     pub fn clickhouse(&self) -> Client {
         Client::default()
@@ -389,6 +408,49 @@ impl Table for GatedTable {
         // The sender lives as long as the test; an error cannot happen first.
         let _ = open.wait_for(|open| *open).await;
         self.inner.insert(rows, token).await
+    }
+}
+
+/// The sink in-process behind a [`GatedTable`] (closed), with its admin
+/// server on a port of its own.
+pub struct GatedSink {
+    pub port: u16,
+    gate: tokio::sync::watch::Sender<bool>,
+    shutdown: lumen_runtime::Shutdown,
+    task: tokio::task::JoinHandle<lumen_sink::Result<()>>,
+}
+
+impl GatedSink {
+    pub fn start(mut config: Config) -> Self {
+        let port = free_port();
+        config.admin.addr = Some(([127, 0, 0, 1], port).into());
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let shutdown = lumen_runtime::Shutdown::new();
+        let task = tokio::spawn(lumen_sink::run_with(
+            config,
+            shutdown.clone(),
+            move |client, timeout| GatedTable {
+                inner: ClickHouseTable::new(client, timeout),
+                open,
+            },
+        ));
+        Self {
+            port,
+            gate,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Lets every insert through, the waiting ones first.
+    pub fn open(&self) {
+        self.gate.send(true).expect("open the gate");
+    }
+
+    /// SIGTERM in-process, and a clean stop.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.expect("join").expect("sink stops cleanly");
     }
 }
 

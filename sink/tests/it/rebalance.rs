@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lumen_runtime::Shutdown;
-use lumen_sink::insert::ClickHouseTable;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use tokio::sync::watch;
 
-use crate::harness::{GatedTable, Harness, brokers, events, eventually, free_port, get, metric};
+use crate::harness::{GatedSink, Harness, brokers, events, eventually, get, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_joining_and_leaving_under_traffic_keep_counts_exact() {
@@ -56,20 +54,10 @@ async fn partitions_paused_before_a_rebalance_are_read_after_it() {
     let total = 3_000;
     harness.produce(&events(0, total)).await;
 
-    let port = free_port();
     let mut config = harness.config();
     config.batch.max_rows = 100;
-    config.admin.addr = Some(([127, 0, 0, 1], port).into());
-    let (gate, open) = watch::channel(false);
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run_with(
-        config,
-        shutdown.clone(),
-        move |client, timeout| GatedTable {
-            inner: ClickHouseTable::new(client, timeout),
-            open,
-        },
-    ));
+    let sink = GatedSink::start(config);
+    let port = sink.port;
     eventually(
         "every partition paused behind its blocked insert",
         || async {
@@ -105,8 +93,7 @@ async fn partitions_paused_before_a_rebalance_are_read_after_it() {
     .expect("joiner assigned");
     drop(joiner);
 
-    gate.send(true).expect("open the gate");
+    sink.open();
     harness.expect_exactly(total).await;
-    shutdown.trigger();
-    sink.await.expect("join").expect("sink stops cleanly");
+    sink.stop().await;
 }
