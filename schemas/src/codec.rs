@@ -57,7 +57,7 @@ impl AvroRecord for ShareRecord {
 
 /// Encoder and decoder for one record type. Build once, share freely.
 pub struct Codec<T> {
-    current: Schema,
+    current: &'static Schema,
     /// Built once: resolving the schema for every record cost about half of
     /// an encode.
     writer: GenericDatumWriter<'static>,
@@ -105,8 +105,7 @@ impl<T: AvroRecord + 'static> Codec<T> {
         let writer = GenericDatumWriter::builder(current)
             .build()
             .map_err(|e| Error::Encode(e.to_string()))?;
-        let current = current.clone();
-        let current_fingerprint = fingerprint(&current);
+        let current_fingerprint = fingerprint(current);
         let mut codec = Self {
             writer,
             fingerprint: current_fingerprint,
@@ -170,7 +169,7 @@ impl<T: AvroRecord + 'static> Codec<T> {
                 .map_err(corrupt)?
         } else {
             let value = GenericDatumReader::builder(writer)
-                .reader_schema(&self.current)
+                .reader_schema(self.current)
                 .build()
                 .map_err(corrupt)?
                 .read_value(&mut body)
