@@ -61,6 +61,10 @@ pub struct Codec<T> {
     /// Built once: resolving the schema for every record cost about half of
     /// an encode.
     writer: GenericDatumWriter<'static>,
+    /// Built once, like `writer`, for payloads written with the current
+    /// schema (nearly all of them): resolving its names per record was the
+    /// largest single cost of a decode.
+    reader: GenericDatumReader<'static>,
     fingerprint: u64,
     current_header: [u8; HEADER_LEN],
     writers: HashMap<u64, Schema>,
@@ -105,9 +109,17 @@ impl<T: AvroRecord + 'static> Codec<T> {
         let writer = GenericDatumWriter::builder(current)
             .build()
             .map_err(|e| Error::Encode(e.to_string()))?;
+        let reader =
+            GenericDatumReader::builder(current)
+                .build()
+                .map_err(|e| Error::InvalidSchema {
+                    name: T::NAME,
+                    reason: e.to_string(),
+                })?;
         let current_fingerprint = fingerprint(current);
         let mut codec = Self {
             writer,
+            reader,
             fingerprint: current_fingerprint,
             current_header: header(current_fingerprint),
             writers: HashMap::from([(current_fingerprint, current.clone())]),
@@ -162,11 +174,7 @@ impl<T: AvroRecord + 'static> Codec<T> {
         let corrupt = |e: apache_avro::Error| Error::CorruptBody(e.to_string());
         let record = if writer_fingerprint == self.fingerprint {
             // Same schema: deserialize straight from the bytes, no resolution.
-            GenericDatumReader::builder(writer)
-                .build()
-                .map_err(corrupt)?
-                .read_deser(&mut body)
-                .map_err(corrupt)?
+            self.reader.read_deser(&mut body).map_err(corrupt)?
         } else {
             let value = GenericDatumReader::builder(writer)
                 .reader_schema(self.current)
