@@ -13,8 +13,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::dlq::DeadLetter;
-use crate::row::Record;
+use crate::decode::Consumed;
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -27,28 +26,6 @@ pub struct Bounds {
     pub max_age: Duration,
 }
 
-/// A record that becomes a row, with what the dead-letter topic needs if
-/// ClickHouse refuses it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Keyed {
-    /// Kafka offset.
-    pub offset: i64,
-    /// Kafka key.
-    pub key: Option<Vec<u8>>,
-    /// The decoded record.
-    pub record: Record,
-}
-
-/// What one Kafka record became.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // Transient: moved straight into a batch.
-pub enum Entry {
-    /// A row to insert.
-    Row(Keyed),
-    /// A record that will never be a row.
-    Dead(DeadLetter),
-}
-
 /// A contiguous offset range of one partition.
 #[derive(Debug)]
 pub struct Batch {
@@ -58,12 +35,8 @@ pub struct Batch {
     pub first_offset: i64,
     /// Last offset in the batch.
     pub last_offset: i64,
-    /// Rows, in offset order.
-    pub rows: Vec<Keyed>,
-    /// Records that never became rows.
-    pub dead: Vec<DeadLetter>,
-    /// Kafka records in the batch.
-    pub records: usize,
+    /// The records, in offset order.
+    pub records: Vec<Consumed>,
     /// Payload bytes in the batch.
     pub bytes: usize,
     opened_at: Instant,
@@ -75,9 +48,7 @@ impl Batch {
             partition,
             first_offset: offset,
             last_offset: offset,
-            rows: Vec::new(),
-            dead: Vec::new(),
-            records: 0,
+            records: Vec::new(),
             bytes: 0,
             opened_at: now,
         }
@@ -155,8 +126,9 @@ impl Batcher {
         }
     }
 
-    /// Adds the record at `offset`, `bytes` long, and seals by size.
-    pub fn push(&mut self, offset: i64, bytes: usize, entry: Entry, now: Instant) {
+    /// Adds `record`, and seals by size.
+    pub fn push(&mut self, record: Consumed, now: Instant) {
+        let offset = record.offset;
         if let Some(until) = self.replay_until
             && offset > until
         {
@@ -169,16 +141,14 @@ impl Batcher {
             .open
             .get_or_insert_with(|| Batch::open(self.partition, offset, now));
         batch.last_offset = offset;
-        batch.records += 1;
+        batch.bytes += record.payload.len();
+        batch.records.push(record);
         self.records += 1;
-        batch.bytes += bytes;
-        match entry {
-            Entry::Row(row) => batch.rows.push(row),
-            Entry::Dead(letter) => batch.dead.push(letter),
-        }
         let full = match self.replay_until {
             Some(until) => offset >= until,
-            None => batch.records >= self.bounds.max_rows || batch.bytes >= self.bounds.max_bytes,
+            None => {
+                batch.records.len() >= self.bounds.max_rows || batch.bytes >= self.bounds.max_bytes
+            }
         };
         if full {
             self.replay_until = None;
@@ -209,7 +179,7 @@ impl Batcher {
     /// The oldest sealed batch, to insert next.
     pub fn take_sealed(&mut self) -> Option<Batch> {
         let batch = self.sealed.pop_front()?;
-        self.records -= batch.records;
+        self.records -= batch.records.len();
         Some(batch)
     }
 
@@ -241,7 +211,6 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::row::sample;
 
     const BOUNDS: Bounds = Bounds {
         max_rows: 3,
@@ -249,13 +218,12 @@ mod tests {
         max_age: Duration::from_secs(1),
     };
 
-    fn row(offset: i64) -> Entry {
-        let record = Record::new(sample::event(offset as u64, 1_764_000_000_000)).expect("record");
-        Entry::Row(Keyed {
+    fn record(offset: i64, bytes: usize) -> Consumed {
+        Consumed {
             offset,
             key: None,
-            record,
-        })
+            payload: vec![0; bytes],
+        }
     }
 
     fn ranges(batcher: &mut Batcher) -> Vec<(i64, i64)> {
@@ -269,7 +237,7 @@ mod tests {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
         for offset in [10, 11, 13, 14, 15, 16, 17] {
-            batcher.push(offset, 10, row(offset), now);
+            batcher.push(record(offset, 10), now);
         }
         assert_eq!(ranges(&mut batcher), vec![(10, 13), (14, 16)]);
         assert!(!batcher.is_empty(), "17 is still open");
@@ -279,9 +247,9 @@ mod tests {
     fn cuts_by_bytes() {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
-        batcher.push(0, 600, row(0), now);
-        batcher.push(1, 600, row(1), now);
-        batcher.push(2, 10, row(2), now);
+        batcher.push(record(0, 600), now);
+        batcher.push(record(1, 600), now);
+        batcher.push(record(2, 10), now);
         assert_eq!(ranges(&mut batcher), vec![(0, 1)]);
     }
 
@@ -289,12 +257,12 @@ mod tests {
     fn seals_by_age_only_when_nothing_waits() {
         let start = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
-        batcher.push(0, 1, row(0), start);
+        batcher.push(record(0, 1), start);
         batcher.seal_if_due(start + Duration::from_millis(999));
         assert_eq!(batcher.waiting(), 0);
         batcher.seal_if_due(start + Duration::from_secs(1));
         assert_eq!(batcher.waiting(), 1);
-        batcher.push(1, 1, row(1), start);
+        batcher.push(record(1, 1), start);
         batcher.seal_if_due(start + Duration::from_secs(5));
         assert_eq!(
             batcher.waiting(),
@@ -319,7 +287,7 @@ mod tests {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, Bounds { max_rows, ..BOUNDS }, Some(intent));
         for offset in 10..=15 {
-            batcher.push(offset, 1, row(offset), now);
+            batcher.push(record(offset, 1), now);
             batcher.seal_if_due(now + Duration::from_secs(60));
         }
         assert_eq!(ranges(&mut batcher), expected);
@@ -340,8 +308,8 @@ mod tests {
             },
             Some(intent),
         );
-        batcher.push(10, 1, row(10), now);
-        batcher.push(14, 1, row(14), now);
+        batcher.push(record(10, 1), now);
+        batcher.push(record(14, 1), now);
         assert_eq!(ranges(&mut batcher), vec![(10, 10)]);
     }
 

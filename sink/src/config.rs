@@ -137,12 +137,14 @@ pub struct BatchConfig {
     )]
     pub max_bytes: usize,
     /// Records read and not yet inserted, across all partitions, above which
-    /// reading pauses until inserts catch up: the sink's memory bound (about
-    /// 1.7 KB a decoded row). At least `--batch-max-rows`.
+    /// reading pauses until inserts catch up: the sink's memory bound
+    /// (records are held as their Avro bytes, about 0.5 KB each with their
+    /// keys). At least `--batch-max-rows`; twice it per partition keeps
+    /// every partition's next batch filling while one is inserted.
     #[arg(
         long = "max-buffered-rows",
         env = "LUMEN_SINK_MAX_BUFFERED_ROWS",
-        default_value_t = 20_000
+        default_value_t = 60_000
     )]
     pub max_buffered_rows: usize,
     /// ... or when its first record has waited this long, in milliseconds.

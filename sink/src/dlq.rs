@@ -32,8 +32,7 @@ pub struct DeadLetter {
     pub offset: i64,
     /// Original key.
     pub key: Option<Vec<u8>>,
-    /// Original payload (for rows ClickHouse refused: the event re-encoded,
-    /// which the codec makes byte-identical to a current-schema original).
+    /// Original payload.
     pub payload: Vec<u8>,
     /// Bounded label, for the header and metrics.
     pub reason: &'static str,

@@ -15,7 +15,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use clickhouse::Client;
 use clickhouse::error::Error as ClickHouseError;
 
-use crate::batch::{Keyed, dedup_token};
+use crate::batch::dedup_token;
+use crate::decode::{Consumed, Decoder, Rows, Undecodable};
 use crate::metrics::Metrics;
 use crate::row::{EVENTS_TABLE, EventRow};
 
@@ -109,10 +110,10 @@ fn data_error_reason(code: u32) -> Option<&'static str> {
 /// Where rows go; a trait so that the retry and split logic is tested without
 /// a server.
 pub trait Table: Send + Sync + 'static {
-    /// Inserts `rows` as one block with `token`.
+    /// Inserts `rows` as one block with `token`, consuming them in order.
     fn insert(
         &self,
-        rows: &[Keyed],
+        rows: &mut Rows<'_>,
         token: &str,
     ) -> impl Future<Output = Result<(), InsertError>> + Send;
 }
@@ -133,7 +134,7 @@ impl ClickHouseTable {
 }
 
 impl Table for ClickHouseTable {
-    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+    async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
         let attempt = async {
             let mut insert = self
                 .client
@@ -143,8 +144,8 @@ impl Table for ClickHouseTable {
                 .with_setting("insert_deduplication_token", token)
                 .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
                 .with_timeouts(Some(self.timeout), Some(self.timeout));
-            for row in rows {
-                insert.write(&row.record.row()).await?;
+            for (_, record) in rows {
+                insert.write(&record.row()).await?;
             }
             insert.end().await
         };
@@ -155,7 +156,7 @@ impl Table for ClickHouseTable {
 /// A row ClickHouse refused.
 #[derive(Debug)]
 pub struct Refused {
-    /// Index in the batch's rows.
+    /// Index in the batch's records.
     pub index: usize,
     /// Bounded label.
     pub reason: &'static str,
@@ -163,9 +164,19 @@ pub struct Refused {
     pub message: String,
 }
 
-/// Writes batches through a [`Table`], retrying and splitting.
+/// What became of a batch's records besides the rows that landed.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Rows ClickHouse refused as invalid.
+    pub refused: Vec<Refused>,
+    /// Records that never became rows.
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// Writes batches through a [`Table`], decoding, retrying and splitting.
 pub struct Writer<T> {
     table: T,
+    decoder: Decoder,
     topic: String,
     backoff: ExponentialBuilder,
     metrics: Metrics,
@@ -173,10 +184,11 @@ pub struct Writer<T> {
 }
 
 impl<T: Table> Writer<T> {
-    /// A writer of rows read from `topic`, pausing `initial..=max` between
-    /// retries.
+    /// A writer of records read from `topic`, decoded by `decoder`,
+    /// pausing `initial..=max` between retries.
     pub fn new(
         table: T,
+        decoder: Decoder,
         topic: &str,
         initial: Duration,
         max: Duration,
@@ -190,6 +202,7 @@ impl<T: Table> Writer<T> {
             .without_max_times();
         Self {
             table,
+            decoder,
             topic: topic.to_owned(),
             backoff,
             metrics,
@@ -202,75 +215,85 @@ impl<T: Table> Writer<T> {
         self.backoff
     }
 
-    /// Writes `rows` (offsets `first..=last` of `partition`) and returns the
-    /// rows ClickHouse refused; everything else is acknowledged. Only
-    /// returns once that is true: retryable failures are retried for ever.
+    /// Writes the rows of `records` (offsets `first..=last` of `partition`)
+    /// and returns the records that are not rows in ClickHouse: those that
+    /// do not decode and those ClickHouse refused; every other row is
+    /// acknowledged. Only returns once that is true: retryable failures are
+    /// retried for ever.
     pub async fn write(
         &self,
         partition: i32,
         first: i64,
         last: i64,
-        rows: &[Keyed],
-    ) -> Vec<Refused> {
-        let mut refused = Vec::new();
-        // Ranges of `rows` still to write, the next on top; halves are pushed
-        // right then left so the rows land in offset order.
-        let mut pending = vec![(0, rows.len())];
+        records: &[Consumed],
+    ) -> Written {
+        let mut written = Written::default();
+        // Ranges of `records` still to write, the next on top; halves are
+        // pushed right then left so the rows land in offset order.
+        let mut pending = vec![(0, records.len())];
         while let Some((start, end)) = pending.pop() {
             if start == end {
                 continue;
             }
-            let slice = &rows[start..end];
-            let token = if (start, end) == (0, rows.len()) {
+            let slice = &records[start..end];
+            let token = if (start, end) == (0, records.len()) {
                 dedup_token(&self.topic, partition, first, last)
             } else {
                 // A part of a refused batch: named by the offsets it holds.
                 let (lo, hi) = (slice[0].offset, slice[slice.len() - 1].offset);
                 format!("{}-part", dedup_token(&self.topic, partition, lo, hi))
             };
-            match self.insert_until_answered(slice, &token).await {
-                None => {}
-                Some((reason, message)) if slice.len() == 1 => {
-                    refused.push(Refused {
+            match self.insert_until_answered(slice, start, &token).await {
+                Ok(undecodable) => written.undecodable.extend(undecodable),
+                Err((reason, message)) if slice.len() == 1 => {
+                    written.refused.push(Refused {
                         index: start,
                         reason,
                         message,
                     });
                 }
-                Some(_) => {
+                Err(_) => {
                     let middle = start + slice.len() / 2;
                     pending.push((middle, end));
                     pending.push((start, middle));
                 }
             }
         }
-        refused
+        written
     }
 
-    /// Inserts until ClickHouse acknowledges (`None`) or refuses the data.
+    /// Inserts the rows of `records` (from index `first_index` of their
+    /// batch) until ClickHouse acknowledges them, returning the records
+    /// that did not decode, or refuses the data.
     async fn insert_until_answered(
         &self,
-        rows: &[Keyed],
+        records: &[Consumed],
+        first_index: usize,
         token: &str,
-    ) -> Option<(&'static str, String)> {
+    ) -> Result<Vec<Undecodable>, (&'static str, String)> {
         let mut delays = self.backoff.build();
         loop {
             let started = Instant::now();
-            match self.table.insert(rows, token).await {
+            let mut rows = self.decoder.rows(records, first_index);
+            match self.table.insert(&mut rows, token).await {
                 Ok(()) => {
-                    self.metrics.inserted(rows.len(), started);
+                    let undecodable = rows.into_undecodable();
+                    let inserted = records.len() - undecodable.len();
+                    if inserted > 0 {
+                        self.metrics.inserted(inserted, started);
+                    }
                     self.readiness.set(true);
-                    return None;
+                    return Ok(undecodable);
                 }
                 Err(InsertError::Data { reason, message }) => {
                     self.readiness.set(true);
-                    return Some((reason, message));
+                    return Err((reason, message));
                 }
                 Err(InsertError::Retryable { reason, source }) => {
                     self.metrics.retries.with_label_values(&[reason]).inc();
                     self.readiness.set(false);
                     let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(%source, reason, rows = rows.len(), token, ?delay, "insert failed; retrying");
+                    tracing::warn!(%source, reason, records = records.len(), token, ?delay, "insert failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -299,7 +322,8 @@ pub(crate) mod fake {
     }
 
     impl Table for MemoryTable {
-        async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+        async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
+            let offsets: Vec<i64> = rows.map(|(consumed, _)| consumed.offset).collect();
             {
                 let mut outages = self.outages.lock().expect("lock");
                 if *outages > 0 {
@@ -311,18 +335,15 @@ pub(crate) mod fake {
                 }
             }
             self.tokens.lock().expect("lock").push(token.to_owned());
-            if let Some(bad) = rows.iter().find(|row| self.poison.contains(&row.offset)) {
+            if let Some(bad) = offsets.iter().find(|offset| self.poison.contains(offset)) {
                 return Err(InsertError::classify(ClickHouseError::BadResponse(
                     format!(
                         "Code: 469. DB::Exception: Constraint `site_id_present` is violated at row {}",
-                        bad.offset
+                        bad
                     ),
                 )));
             }
-            self.landed
-                .lock()
-                .expect("lock")
-                .extend(rows.iter().map(|row| row.offset));
+            self.landed.lock().expect("lock").extend(offsets);
             Ok(())
         }
     }
@@ -336,15 +357,17 @@ mod tests {
 
     use super::fake::MemoryTable;
     use super::*;
-    use crate::row::{Record, sample};
+    use crate::row::sample;
 
-    fn rows(offsets: std::ops::Range<i64>) -> Vec<Keyed> {
+    fn rows(offsets: std::ops::Range<i64>) -> Vec<Consumed> {
+        let codec = lumen_schemas::Codec::new().expect("codec");
         offsets
-            .map(|offset| Keyed {
+            .map(|offset| Consumed {
                 offset,
                 key: None,
-                record: Record::new(sample::event(offset as u64, 1_764_000_000_000))
-                    .expect("record"),
+                payload: codec
+                    .encode(&sample::event(offset as u64, 1_764_000_000_000))
+                    .expect("encode"),
             })
             .collect()
     }
@@ -352,6 +375,7 @@ mod tests {
     fn writer(table: MemoryTable) -> Writer<MemoryTable> {
         Writer::new(
             table,
+            Decoder::new().expect("decoder"),
             "lumen.enriched",
             Duration::from_millis(1),
             Duration::from_millis(2),
@@ -389,8 +413,8 @@ mod tests {
     #[tokio::test]
     async fn a_clean_batch_lands_in_one_insert_with_the_batch_token() {
         let writer = writer(MemoryTable::default());
-        let refused = writer.write(2, 100, 109, &rows(100..110)).await;
-        assert!(refused.is_empty());
+        let written = writer.write(2, 100, 109, &rows(100..110)).await;
+        assert!(written.refused.is_empty() && written.undecodable.is_empty());
         assert_eq!(
             *writer.table.tokens.lock().expect("lock"),
             vec!["lumen.enriched-2-100-109"]
@@ -405,8 +429,8 @@ mod tests {
             ..MemoryTable::default()
         };
         let writer = writer(table);
-        let refused = writer.write(0, 0, 9, &rows(0..10)).await;
-        assert!(refused.is_empty());
+        let written = writer.write(0, 0, 9, &rows(0..10)).await;
+        assert!(written.refused.is_empty());
         assert_eq!(writer.table.landed.lock().expect("lock").len(), 10);
         assert_eq!(
             writer.metrics.retries.with_label_values(&["network"]).get(),
@@ -422,13 +446,32 @@ mod tests {
         };
         let writer = writer(table);
         let batch = rows(0..20);
-        let refused = writer.write(0, 0, 19, &batch).await;
+        let refused = writer.write(0, 0, 19, &batch).await.refused;
         let refused_offsets: Vec<i64> = refused.iter().map(|r| batch[r.index].offset).collect();
         assert_eq!(refused_offsets, vec![3, 17, 18]);
         assert!(refused.iter().all(|r| r.reason == "violated_constraint"));
         let landed = writer.table.landed.lock().expect("lock").clone();
         let expected: Vec<i64> = (0..20).filter(|o| ![3, 17, 18].contains(o)).collect();
         assert_eq!(landed, expected);
+    }
+
+    #[tokio::test]
+    async fn undecodable_records_are_reported_once_beside_refused_rows() {
+        let table = MemoryTable {
+            poison: [2].into(),
+            ..MemoryTable::default()
+        };
+        let writer = writer(table);
+        let mut batch = rows(0..8);
+        batch[5].payload = b"certainly not avro".to_vec();
+        let written = writer.write(0, 0, 7, &batch).await;
+        let refused: Vec<usize> = written.refused.iter().map(|r| r.index).collect();
+        let undecodable: Vec<usize> = written.undecodable.iter().map(|u| u.index).collect();
+        assert_eq!((refused, undecodable), (vec![2], vec![5]));
+        assert_eq!(
+            *writer.table.landed.lock().expect("lock"),
+            vec![0, 1, 3, 4, 6, 7]
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod config;
 pub mod consume;
+pub mod decode;
 pub mod dlq;
 pub mod error;
 pub mod insert;
@@ -19,10 +20,10 @@ pub mod row;
 pub use config::{Command, Config};
 pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
-use lumen_schemas::Codec;
 
 use crate::batch::Bounds;
 use crate::consume::{Delivery, Sink};
+use crate::decode::Decoder;
 use crate::dlq::KafkaDeadLetters;
 use crate::insert::{ClickHouseTable, Table, Writer};
 use crate::metrics::Metrics;
@@ -84,6 +85,7 @@ pub async fn run_with<T: Table>(
     )?;
     let writer = Writer::new(
         table(config.clickhouse.client(), config.batch.insert_timeout()),
+        Decoder::new().map_err(Error::Codec)?,
         topic,
         std::time::Duration::from_millis(config.batch.retry_initial_ms),
         std::time::Duration::from_millis(config.batch.retry_max_ms),
@@ -93,7 +95,6 @@ pub async fn run_with<T: Table>(
     let delivery = Delivery {
         writer,
         dead_letters: KafkaDeadLetters::new(&config.kafka, &config.topics.dlq, topic)?,
-        codec: Codec::new().map_err(Error::Codec)?,
         consumer,
         topic: topic.clone(),
         metrics,

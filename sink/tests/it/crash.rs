@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lumen_runtime::Shutdown;
-use lumen_sink::batch::Keyed;
+use lumen_sink::decode::Rows;
 use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
 use tokio::sync::Notify;
 
@@ -24,7 +24,7 @@ struct CrashAfterInsert {
 }
 
 impl Table for CrashAfterInsert {
-    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+    async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
         self.inner.insert(rows, token).await?;
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.crashed.notify_one();

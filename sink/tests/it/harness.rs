@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clickhouse::Client;
 use lumen_schemas::{Codec, EnrichedEvent};
 use lumen_sink::Config;
-use lumen_sink::batch::Keyed;
+use lumen_sink::decode::Rows;
 use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
 use lumen_sink::row::sample;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -403,7 +403,7 @@ pub struct GatedTable {
 }
 
 impl Table for GatedTable {
-    async fn insert(&self, rows: &[Keyed], token: &str) -> Result<(), InsertError> {
+    async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
         let mut open = self.open.clone();
         // The sender lives as long as the test; an error cannot happen first.
         let _ = open.wait_for(|open| *open).await;
