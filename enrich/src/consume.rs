@@ -117,8 +117,9 @@ fn partition_ids(list: &TopicPartitionList) -> Vec<i32> {
 /// The records of one transaction and what to do once it commits.
 #[derive(Default)]
 struct Batch {
-    outputs: Vec<Output>,
     records: usize,
+    /// Why sending into the transaction failed: the batch will be aborted.
+    failed: Option<Error>,
     first_offsets: BTreeMap<i32, i64>,
     next_offsets: BTreeMap<i32, i64>,
     event_ids: HashSet<(i32, String)>,
@@ -234,6 +235,7 @@ pub async fn run(
         producer,
         topics: config.topics.clone(),
         timeout: transaction_timeout,
+        open: None,
     };
     let mut pipeline = Pipeline::new(config, transport, restorer, metrics, readiness, events)?;
     let max_wait = Duration::from_millis(pipeline.config.pipeline.batch_max_wait_ms);
@@ -340,7 +342,9 @@ impl<T: Transport> Pipeline<T> {
         match outputs {
             Ok(outputs) => {
                 self.batch.tally.add(Counter::EventsIn, "enriched");
-                self.batch.outputs.extend(outputs);
+                for output in &outputs {
+                    self.send(output);
+                }
                 self.batch.event_ids.insert(id);
             }
             Err(error) => self.dead_letter(key, payload, &error, source),
@@ -397,9 +401,17 @@ impl<T: Transport> Pipeline<T> {
         tracing::debug!(%error, partition = source.partition, offset = source.offset, "record to the dead-letter topic");
         self.batch.tally.add(Counter::EventsIn, "dlq");
         self.batch.tally.add(Counter::Dlq, error.reason());
-        self.batch
-            .outputs
-            .push(produce::dead_letter(key, payload, error, source));
+        self.send(&produce::dead_letter(key, payload, error, source));
+    }
+
+    /// Sends into the batch's transaction; after a failure, nothing more
+    /// (the batch will be aborted and read again).
+    fn send(&mut self, output: &Output) {
+        if self.batch.failed.is_none()
+            && let Err(error) = self.transport.send(output)
+        {
+            self.batch.failed = Some(error);
+        }
     }
 
     /// Commits the open batch in one transaction; on a non-fatal failure
@@ -410,12 +422,15 @@ impl<T: Transport> Pipeline<T> {
         if self.batch.records == 0 {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
         let started = Instant::now();
-        let written = self
-            .transport
-            .write(&batch.outputs, &batch.next_offsets)
-            .await;
+        let written = match batch.failed.take() {
+            None => self.transport.commit(&batch.next_offsets).await,
+            Some(error) => {
+                self.abort_open().await?;
+                Err(error)
+            }
+        };
         match written {
             Ok(()) => {
                 self.metrics
@@ -463,7 +478,7 @@ impl<T: Transport> Pipeline<T> {
                         discarded = self.batch.records,
                         "partitions revoked"
                     );
-                    self.batch = Batch::default();
+                    self.discard().await?;
                     self.readiness.set(false);
                     for partition in partitions {
                         self.enricher.tokens().drop_partition(partition);
@@ -478,6 +493,27 @@ impl<T: Transport> Pipeline<T> {
             }
         }
         Ok(())
+    }
+
+    /// Drops the open batch and aborts what it sent: it was never
+    /// committed, so the partitions' next owner reads it again.
+    async fn discard(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.records == 0 {
+            return Ok(());
+        }
+        self.abort_open().await
+    }
+
+    /// Aborts the open transaction. A failure stops the loop: librdkafka
+    /// would refuse every later transaction while this one is open, and a
+    /// restart's initialisation aborts it.
+    async fn abort_open(&mut self) -> Result<()> {
+        match self.transport.abort().await {
+            // Replacing the producer aborted what the old one had open.
+            Ok(()) | Err(Error::ProducerRenewed(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Restores the token store and recent ids of newly assigned partitions.
@@ -547,21 +583,39 @@ mod tests {
     use super::*;
     use crate::produce::Destination;
 
-    /// Records what the loop writes; fails the next write when told to.
+    /// Records what the loop commits; fails the next commit or send when
+    /// told to.
     #[derive(Default)]
     struct Recording {
+        open: Vec<Destination>,
         written: Vec<(Vec<Destination>, BTreeMap<i32, i64>)>,
+        aborted: Vec<Vec<Destination>>,
         rewinds: Mutex<Vec<BTreeMap<i32, i64>>>,
         fail_next: Option<RDKafkaErrorCode>,
+        fail_send: Option<RDKafkaErrorCode>,
     }
 
     impl Transport for Recording {
-        async fn write(&mut self, outputs: &[Output], next: &BTreeMap<i32, i64>) -> Result<()> {
+        fn send(&mut self, output: &Output) -> Result<()> {
+            if let Some(code) = self.fail_send.take() {
+                return Err(Error::kafka("enqueue")(KafkaError::MessageProduction(code)));
+            }
+            self.open.push(output.destination);
+            Ok(())
+        }
+
+        async fn commit(&mut self, next: &BTreeMap<i32, i64>) -> Result<()> {
             if let Some(code) = self.fail_next.take() {
+                self.aborted.push(std::mem::take(&mut self.open));
                 return Err(Error::kafka("commit")(KafkaError::MessageProduction(code)));
             }
-            let destinations = outputs.iter().map(|o| o.destination).collect();
-            self.written.push((destinations, next.clone()));
+            self.written
+                .push((std::mem::take(&mut self.open), next.clone()));
+            Ok(())
+        }
+
+        async fn abort(&mut self) -> Result<()> {
+            self.aborted.push(std::mem::take(&mut self.open));
             Ok(())
         }
 
@@ -754,6 +808,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_send_aborts_the_batch_and_rewinds_it() {
+        let mut h = harness();
+        let payloads = h.payloads();
+        h.pipeline.transport.fail_send = Some(RDKafkaErrorCode::QueueFull);
+        h.feed(10, &payloads);
+        h.pipeline.flush().await.expect("not fatal");
+        let transport = &h.pipeline.transport;
+        assert!(transport.written.is_empty());
+        assert_eq!(
+            transport.aborted,
+            [Vec::<Destination>::new()],
+            "nothing is sent after the failure, and the transaction is aborted"
+        );
+        assert_eq!(
+            *transport.rewinds.lock().expect("lock"),
+            [BTreeMap::from([(1, 10)])]
+        );
+        assert_eq!(h.count("enriched"), 0);
+    }
+
+    #[tokio::test]
     async fn fenced_producer_stops_the_loop() {
         let mut h = harness();
         let payloads = h.payloads();
@@ -773,6 +848,16 @@ mod tests {
             .expect("send");
         h.pipeline.flush().await.expect("flush");
         assert!(h.pipeline.transport.written.is_empty(), "never committed");
+        assert_eq!(
+            h.pipeline.transport.aborted,
+            [vec![
+                Destination::Enriched,
+                Destination::Shares,
+                Destination::Enriched,
+                Destination::DeadLetter
+            ]],
+            "what it sent is aborted"
+        );
         assert!(
             h.pipeline
                 .transport

@@ -1,6 +1,8 @@
 //! The records a batch writes: enriched events, share records and
-//! dead-letter records, built as owned [`Output`]s, then sent in one
-//! transaction together with the consumer's offsets.
+//! dead-letter records, built as [`Output`]s and sent into the open
+//! transaction as they are made, so librdkafka ships them while the loop
+//! enriches the next records; the batch's end adds the consumer's offsets
+//! and commits.
 //!
 //! Dead-letter records keep the original key and payload and say why in
 //! headers (`lumen.reason`, `lumen.error`, `lumen.source.*`).
@@ -15,13 +17,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, ConsumerContext, ConsumerGroupMetadata, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::transaction::TransactionalProducer;
+use crate::transaction::{Transaction, TransactionalProducer};
 
 /// Header with the bounded reason tag of a dead-letter record.
 pub const HEADER_REASON: &str = "lumen.reason";
@@ -135,14 +137,22 @@ pub fn dead_letter(
 
 /// What the consume loop needs from Kafka besides reading records.
 pub trait Transport: Send {
-    /// Writes `outputs` and commits `next_offsets` (per raw partition, the
-    /// next offset to read) in one transaction. On error nothing of it is
-    /// visible to `read_committed` readers.
-    fn write(
+    /// Sends `output` in the open transaction, beginning one if none is
+    /// open. Nothing sent is visible to `read_committed` readers before
+    /// [`commit`](Self::commit).
+    fn send(&mut self, output: &Output) -> Result<()>;
+
+    /// Commits what was sent since the last commit or abort together with
+    /// `next_offsets` (per raw partition, the next offset to read), in one
+    /// transaction. On error nothing of it is visible.
+    fn commit(
         &mut self,
-        outputs: &[Output],
         next_offsets: &BTreeMap<i32, i64>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Aborts the open transaction, if any: what was sent in it is
+    /// discarded.
+    fn abort(&mut self) -> impl Future<Output = Result<()>> + Send;
 
     /// Moves reading of each raw partition back to the given offset (after
     /// an aborted transaction).
@@ -166,10 +176,61 @@ pub struct KafkaTransport<C: ConsumerContext + 'static> {
     pub topics: TopicsConfig,
     /// Bound of blocking consumer calls.
     pub timeout: Duration,
+    /// The transaction records are being sent in.
+    pub open: Option<Transaction>,
+}
+
+impl<C: ConsumerContext + 'static> KafkaTransport<C> {
+    /// Replaces the producer if `result` is an error that made it unusable
+    /// and may be recovered from that way.
+    async fn renew_after(&mut self, result: Result<()>) -> Result<()> {
+        match result {
+            Err(error) if self.producer.may_renew(&error) => {
+                tracing::warn!(%error, "transactional producer unusable; replacing it");
+                self.producer.renew(&error).await?;
+                Err(Error::ProducerRenewed(Box::new(error)))
+            }
+            result => result,
+        }
+    }
 }
 
 impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
-    async fn write(&mut self, outputs: &[Output], next_offsets: &BTreeMap<i32, i64>) -> Result<()> {
+    fn send(&mut self, output: &Output) -> Result<()> {
+        let topic = match output.destination {
+            Destination::Enriched => &self.topics.enriched,
+            Destination::Shares => &self.topics.shares,
+            Destination::DeadLetter => &self.topics.dlq,
+        };
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
+        if let Some(key) = &output.key {
+            record = record.key(key);
+        }
+        if let Some(partition) = output.partition {
+            record = record.partition(partition);
+        }
+        if !output.headers.is_empty() {
+            let headers =
+                output
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(value.as_bytes()),
+                        })
+                    });
+            record = record.headers(headers);
+        }
+        let transaction = match &mut self.open {
+            Some(open) => open,
+            open => open.insert(self.producer.begin()?),
+        };
+        // librdkafka copies the record: `output` may go.
+        transaction.send(record)
+    }
+
+    async fn commit(&mut self, next_offsets: &BTreeMap<i32, i64>) -> Result<()> {
         let group = self
             .consumer
             .group_metadata()
@@ -180,14 +241,29 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
                 .add_partition_offset(&self.topics.raw, *partition, Offset::Offset(*next))
                 .map_err(Error::kafka("offsets"))?;
         }
-        match write_batch(&mut self.producer, &self.topics, outputs, offsets, group).await {
-            Err(error) if self.producer.may_renew(&error) => {
-                tracing::warn!(%error, "transactional producer unusable; replacing it");
-                self.producer.renew(&error).await?;
-                Err(Error::ProducerRenewed(Box::new(error)))
+        let committed = async {
+            let mut transaction = match self.open.take() {
+                Some(open) => open,
+                None => self.producer.begin()?,
+            };
+            match transaction.send_offsets(offsets, group).await {
+                Ok(()) => transaction.commit().await,
+                Err(error) => {
+                    transaction.abort().await?;
+                    Err(error)
+                }
             }
-            written => written,
         }
+        .await;
+        self.renew_after(committed).await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        let aborted = match self.open.take() {
+            Some(open) => open.abort().await,
+            None => Ok(()),
+        };
+        self.renew_after(aborted).await
     }
 
     async fn rewind(&self, offsets: &BTreeMap<i32, i64>) {
@@ -231,58 +307,6 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
                 _ => None,
             })
             .collect())
-    }
-}
-
-/// Writes `outputs` and commits `offsets` (next offsets to read) for
-/// `group` in one transaction. On error the transaction has been aborted
-/// (unless the producer is fenced, see `transaction::is_fatal`).
-async fn write_batch(
-    producer: &mut TransactionalProducer,
-    topics: &TopicsConfig,
-    outputs: &[Output],
-    offsets: TopicPartitionList,
-    group: ConsumerGroupMetadata,
-) -> Result<()> {
-    let mut transaction = producer.begin()?;
-    let sent = async {
-        for output in outputs {
-            let topic = match output.destination {
-                Destination::Enriched => &topics.enriched,
-                Destination::Shares => &topics.shares,
-                Destination::DeadLetter => &topics.dlq,
-            };
-            let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
-            if let Some(key) = &output.key {
-                record = record.key(key);
-            }
-            if let Some(partition) = output.partition {
-                record = record.partition(partition);
-            }
-            if !output.headers.is_empty() {
-                let headers =
-                    output
-                        .headers
-                        .iter()
-                        .fold(OwnedHeaders::new(), |headers, (key, value)| {
-                            headers.insert(Header {
-                                key,
-                                value: Some(value.as_bytes()),
-                            })
-                        });
-                record = record.headers(headers);
-            }
-            transaction.send(record)?;
-        }
-        transaction.send_offsets(offsets, group).await
-    }
-    .await;
-    match sent {
-        Ok(()) => transaction.commit().await,
-        Err(error) => {
-            transaction.abort().await?;
-            Err(error)
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! A small wrapper over rdkafka's transactional producer: one open
-//! transaction at a time ([`TransactionalProducer::begin`] borrows the
-//! producer mutably), sends, the consumer's offsets inside the transaction,
-//! then [`Transaction::commit`] or [`Transaction::abort`]. librdkafka's
+//! transaction at a time (the caller's duty: librdkafka refuses a second
+//! `begin`), sends, the consumer's offsets inside the transaction, then
+//! [`Transaction::commit`] or [`Transaction::abort`]. librdkafka's
 //! transactional calls block, so they run on `spawn_blocking`.
 //!
 //! Pure mechanism: what to send and what to do after a failure is decided
@@ -87,13 +87,13 @@ impl TransactionalProducer {
     }
 
     /// Begins a transaction; only one is open at a time.
-    pub fn begin(&mut self) -> Result<Transaction<'_>> {
+    pub fn begin(&mut self) -> Result<Transaction> {
         // A local state change in librdkafka: it does not block.
         self.producer
             .begin_transaction()
             .map_err(Error::kafka("begin transaction"))?;
         Ok(Transaction {
-            producer: &self.producer,
+            producer: Arc::clone(&self.producer),
             timeout: self.timeout,
             deliveries: Vec::new(),
         })
@@ -113,13 +113,13 @@ async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<Fut
 /// An open transaction. Dropping it without `commit` or `abort` leaves it
 /// open until the broker's `transaction.timeout.ms`; the consume loop never
 /// does.
-pub struct Transaction<'a> {
-    producer: &'a Arc<FutureProducer>,
+pub struct Transaction {
+    producer: Arc<FutureProducer>,
     timeout: Duration,
     deliveries: Vec<DeliveryFuture>,
 }
 
-impl Transaction<'_> {
+impl Transaction {
     /// Enqueues a record in the transaction.
     pub fn send<K, P>(&mut self, record: FutureRecord<'_, K, P>) -> Result<()>
     where
@@ -142,7 +142,7 @@ impl Transaction<'_> {
         offsets: TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<()> {
-        let producer = Arc::clone(self.producer);
+        let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || {
             producer.send_offsets_to_transaction(&offsets, &group, timeout)
@@ -158,7 +158,7 @@ impl Transaction<'_> {
             self.abort().await?;
             return Err(error);
         }
-        let producer = Arc::clone(self.producer);
+        let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
             .await?
@@ -175,7 +175,7 @@ impl Transaction<'_> {
     /// Aborts: nothing sent in the transaction becomes visible to
     /// `read_committed` readers, and the offsets are not committed.
     pub async fn abort(self) -> Result<()> {
-        let producer = Arc::clone(self.producer);
+        let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
             .await?
