@@ -30,16 +30,14 @@
 //! committed, every aggregate equal to a recount over `events`.
 //!
 //! Environment: `LUMEN_CLICKHOUSE_URL`, `LUMEN_KAFKA_BROKERS`,
-//! `LUMEN_BENCH_ROWS` (default 200 000), `LUMEN_BENCH_LATENCY_SECONDS`
+//! `LUMEN_BENCH_ROWS` (default 1 000 000: at 200 000 the sink's fixed
+//! costs, start, group join and the last batches' `--batch-max-age-ms`,
+//! were a third of its run), `LUMEN_BENCH_LATENCY_SECONDS`
 //! (20), `LUMEN_BENCH_LATENCY_RATE` (rows/s, 10 000),
 //! `LUMEN_BENCH_ENGINE_CONSUMERS` (1); the sink's own `LUMEN_SINK_*`
 //! variables reach the child and size the baselines alike.
 //!
-//! Seen on the 2-core development machine with other builds and tests
-//! running (load average 11), default sizes, 10 000-row batches: (a) 7 889
-//! rows/s, (b) 13 949, (c) 3 933; (a)/(b) 0.57, (a)/(c) 2.01; (d) p50 4.2 s,
-//! p99 7.9 s (ClickHouse starved: mean insert 2.3 s); (e) 137 MiB in (a),
-//! 113 MiB in (d). Before and after, and why: `sink/README.md` ("Benchmark").
+//! Figures, before and after, and why: `sink/README.md` ("Benchmark").
 
 #[path = "../../tests/it/harness.rs"]
 #[allow(dead_code)] // Shared with the integration tests; the bench uses a part.
@@ -90,7 +88,7 @@ impl Settings {
         let sink = lumen_sink::Config::try_parse_from(["lumen-sink"])
             .expect("the LUMEN_SINK_* variables parse");
         Self {
-            rows: number("LUMEN_BENCH_ROWS", 200_000),
+            rows: number("LUMEN_BENCH_ROWS", 1_000_000),
             latency_for: Duration::from_secs(number("LUMEN_BENCH_LATENCY_SECONDS", 20) as u64),
             latency_rate: number("LUMEN_BENCH_LATENCY_RATE", 10_000),
             engine_consumers: number("LUMEN_BENCH_ENGINE_CONSUMERS", 1),
