@@ -208,8 +208,13 @@ pub async fn run(
             ("partition.assignment.strategy", "range,roundrobin"),
             ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
             // librdkafka prefetches up to 64 MiB by default; a transaction
-            // holds 5 000 events (a few MiB), so 16 MiB keeps it fed.
-            ("queued.max.messages.kbytes", "16384"),
+            // reads 5 000 events (about 2 MiB), so 4 MiB keeps it fed, as
+            // long as a full queue does not stop fetching for librdkafka's
+            // default second (`make bench-enrich`: 16 MiB and 1 s, 36 100
+            // events/s and 106 MiB besides the token store; 4 MiB and
+            // 20 ms, 39 100 and 85 MiB).
+            ("queued.max.messages.kbytes", "4096"),
+            ("fetch.queue.backoff.ms", "20"),
         ])
         .create_with_context(context)
         .map_err(Error::kafka("create consumer"))?;
