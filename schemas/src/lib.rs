@@ -9,6 +9,7 @@ pub mod codec;
 pub mod error;
 pub mod events;
 pub mod migrate;
+mod positional;
 pub mod token;
 
 pub use codec::{AvroRecord, Codec};
