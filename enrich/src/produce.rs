@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
@@ -202,7 +202,7 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
             Destination::Shares => &self.topics.shares,
             Destination::DeadLetter => &self.topics.dlq,
         };
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
         if let Some(key) = &output.key {
             record = record.key(key);
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{TopicPartitionList, message::ToBytes};
 
 use crate::error::{Error, Result};
@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 /// A transactional producer (`transactional.id` set, transactions
 /// initialised).
 pub struct TransactionalProducer {
-    producer: Arc<KafkaProducer>,
+    producer: Arc<FutureProducer>,
     config: ClientConfig,
     timeout: Duration,
     renewals: RenewPolicy,
@@ -95,18 +95,13 @@ impl TransactionalProducer {
         Ok(Transaction {
             producer: Arc::clone(&self.producer),
             timeout: self.timeout,
+            deliveries: Vec::new(),
         })
     }
 }
 
-/// A producer without per-record delivery futures: a transaction's commit
-/// flushes its records and fails if any of them was not delivered, so
-/// nothing else needs to hear of each one (a future per record was about a
-/// third of the cost of sending one).
-type KafkaProducer = ThreadedProducer<DefaultProducerContext>;
-
-async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<KafkaProducer>> {
-    let producer: KafkaProducer = config.create().map_err(Error::kafka("create producer"))?;
+async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<FutureProducer>> {
+    let producer: FutureProducer = config.create().map_err(Error::kafka("create producer"))?;
     let producer = Arc::new(producer);
     let init = Arc::clone(&producer);
     tokio::task::spawn_blocking(move || init.init_transactions(timeout))
@@ -119,20 +114,24 @@ async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<Kaf
 /// open until the broker's `transaction.timeout.ms`; the consume loop never
 /// does.
 pub struct Transaction {
-    producer: Arc<KafkaProducer>,
+    producer: Arc<FutureProducer>,
     timeout: Duration,
+    deliveries: Vec<DeliveryFuture>,
 }
 
 impl Transaction {
-    /// Enqueues a record in the transaction (librdkafka copies it).
-    pub fn send<K, P>(&mut self, record: BaseRecord<'_, K, P>) -> Result<()>
+    /// Enqueues a record in the transaction.
+    pub fn send<K, P>(&mut self, record: FutureRecord<'_, K, P>) -> Result<()>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        self.producer
-            .send(record)
-            .map_err(|(error, _)| Error::kafka("enqueue")(error))
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(error, _)| Error::kafka("enqueue")(error))?;
+        self.deliveries.push(delivery);
+        Ok(())
     }
 
     /// Adds the consumer's offsets to the transaction, so they commit with
@@ -152,12 +151,13 @@ impl Transaction {
         .map_err(Error::kafka("send offsets"))
     }
 
-    /// Commits: librdkafka first flushes the transaction's records, within
-    /// the transactional timeout, and fails if any was not delivered. On
-    /// failure the transaction is aborted before the error is returned.
-    /// (Bounded by the timeout: after a broker restart librdkafka was seen
-    /// holding records without ever reporting them.)
-    pub async fn commit(self) -> Result<()> {
+    /// Waits for every record's acknowledgement, then commits. On failure
+    /// the transaction is aborted before the error is returned.
+    pub async fn commit(mut self) -> Result<()> {
+        if let Err(error) = self.await_deliveries().await {
+            self.abort().await?;
+            return Err(error);
+        }
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
@@ -180,6 +180,31 @@ impl Transaction {
         tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
             .await?
             .map_err(Error::kafka("abort transaction"))
+    }
+
+    /// Waits for every acknowledgement, within the transactional timeout:
+    /// after a broker restart librdkafka was seen holding a transaction's
+    /// records without ever reporting them, which left the loop waiting
+    /// for good; timed out, the transaction is aborted and retried.
+    async fn await_deliveries(&mut self) -> Result<()> {
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let all = async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => return Err(Error::kafka("deliver")(error)),
+                    Err(_) => return Err(Error::kafka("deliver")(KafkaError::Canceled)),
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::kafka("deliver")(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                )))
+            })
     }
 }
 
