@@ -1,10 +1,12 @@
 //! The token store of DESIGN.md: every explicit share, per partition of
 //! `lumen.raw` (an explicit share and the visits it caused share a key, so a
 //! partition's shares are all its visits need), bounded by a TTL and a
-//! per-partition memory cap (estimated bytes), oldest evicted first. It also resolves a visit's
-//! landing token: share age from the token itself (`lumen_schemas::token`),
-//! method, target, sharer and parent from the store, `address_bar` when the
-//! token was never explicitly shared, `invalid` when malformed or forged.
+//! per-partition memory cap (estimated bytes, allocator and table overhead
+//! included: within 15% of the measured resident growth), oldest evicted
+//! first. It also resolves a visit's landing token: share age from the
+//! token itself (`lumen_schemas::token`), method, target, sharer and parent
+//! from the store, `address_bar` when the token was never explicitly
+//! shared, `invalid` when malformed or forged.
 //!
 //! Filling the store from `lumen.shares` after an assignment is
 //! `restore.rs`'s job; writing share records is the consume loop's.
@@ -57,28 +59,46 @@ struct PartitionShares {
     bytes: usize,
 }
 
-/// Hash table bookkeeping per entry (control byte, load-factor slack),
-/// rounded up.
-const MAP_SLOT_OVERHEAD_BYTES: usize = 16;
+/// What glibc's malloc takes for a string of `len` bytes: an 8-byte
+/// header, 16-byte granularity, 32 bytes at least (nothing when empty).
+/// Counting only the characters undercounted a share by half.
+fn heap_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).next_multiple_of(16).max(32)
+    }
+}
 
-/// Estimated heap and inline bytes of a share in the token map.
+/// What a slot of `slot` bytes costs in a table that grows by doubling
+/// (half empty just after growing, full just before: 1.5 times on average)
+/// and, for the hash map, keeps an eighth of its slots free and a control
+/// byte per slot.
+fn table_bytes(slot: usize, hashed: bool) -> usize {
+    if hashed {
+        (slot + 1) * 3 / 2 * 8 / 7
+    } else {
+        slot * 3 / 2
+    }
+}
+
+/// Estimated bytes of a share in the token map: its slot (key and record
+/// inline) and its strings.
 fn entry_bytes(record: &ShareRecord) -> usize {
-    let optional = |value: &Option<String>| value.as_ref().map_or(0, String::len);
-    size_of::<String>()
-        + size_of::<ShareRecord>()
-        + MAP_SLOT_OVERHEAD_BYTES
-        + 2 * record.token.len()
-        + record.site_id.len()
-        + record.event_id.len()
-        + record.sharer_visitor_id.len()
-        + record.url.len()
+    let optional = |value: &Option<String>| value.as_deref().map_or(0, |v| heap_bytes(v.len()));
+    table_bytes(size_of::<(String, ShareRecord)>(), true)
+        + 2 * heap_bytes(record.token.len())
+        + heap_bytes(record.site_id.len())
+        + heap_bytes(record.event_id.len())
+        + heap_bytes(record.sharer_visitor_id.len())
+        + heap_bytes(record.url.len())
         + optional(&record.share_target)
         + optional(&record.parent_token)
 }
 
 /// Estimated bytes of a token's place in the eviction queue.
 fn order_bytes(token: &str) -> usize {
-    size_of::<(i64, String)>() + token.len()
+    table_bytes(size_of::<(i64, String)>(), false) + heap_bytes(token.len())
 }
 
 /// Explicit shares by partition, bounded by TTL and a memory cap.
