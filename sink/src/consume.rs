@@ -577,27 +577,21 @@ async fn deliver<T: Table, D: DeadLetters>(
             &batch.records,
         )
         .await;
-    let dead_letter = |index: usize, reason, detail| {
-        let record = &batch.records[index];
-        DeadLetter {
-            partition: batch.partition,
-            offset: record.offset,
-            key: record.key.clone(),
-            payload: record.payload.clone(),
-            reason,
-            detail,
-        }
-    };
     let mut letters: Vec<DeadLetter> = written
         .undecodable
         .into_iter()
-        .map(|u| dead_letter(u.index, u.reason, u.detail))
-        .chain(
-            written
-                .refused
-                .into_iter()
-                .map(|r| dead_letter(r.index, r.reason, r.message)),
-        )
+        .chain(written.refused)
+        .map(|rejected| {
+            let record = &batch.records[rejected.index];
+            DeadLetter {
+                partition: batch.partition,
+                offset: record.offset,
+                key: record.key.clone(),
+                payload: record.payload.clone(),
+                reason: rejected.reason,
+                detail: rejected.detail,
+            }
+        })
         .collect();
     letters.sort_by_key(|letter| letter.offset);
     send_dead_letters(&delivery, &letters).await;

@@ -24,14 +24,15 @@ pub struct Consumed {
     pub payload: Vec<u8>,
 }
 
-/// A record that can never become a row.
+/// A record of a batch that will never be a row: it does not decode, or
+/// ClickHouse refused it; either way a dead letter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Undecodable {
+pub struct Rejected {
     /// Index in the batch's records.
     pub index: usize,
     /// Bounded label.
     pub reason: &'static str,
-    /// Full message.
+    /// The decoder's or ClickHouse's full message.
     pub detail: String,
 }
 
@@ -77,12 +78,12 @@ pub struct Rows<'a> {
     decoder: &'a Decoder,
     records: std::slice::Iter<'a, Consumed>,
     index: usize,
-    undecodable: Vec<Undecodable>,
+    undecodable: Vec<Rejected>,
 }
 
 impl Rows<'_> {
     /// The records skipped so far (all of them, once iterated to the end).
-    pub fn into_undecodable(self) -> Vec<Undecodable> {
+    pub fn into_undecodable(self) -> Vec<Rejected> {
         self.undecodable
     }
 }
@@ -96,7 +97,7 @@ impl<'a> Iterator for Rows<'a> {
             self.index += 1;
             match self.decoder.decode(&consumed.payload) {
                 Ok(record) => return Some((consumed, record)),
-                Err((reason, detail)) => self.undecodable.push(Undecodable {
+                Err((reason, detail)) => self.undecodable.push(Rejected {
                     index,
                     reason,
                     detail,

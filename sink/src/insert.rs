@@ -16,7 +16,7 @@ use clickhouse::Client;
 use clickhouse::error::Error as ClickHouseError;
 
 use crate::batch::dedup_token;
-use crate::decode::{Consumed, Decoder, Rows, Undecodable};
+use crate::decode::{Consumed, Decoder, Rejected, Rows};
 use crate::metrics::Metrics;
 use crate::row::{EVENTS_TABLE, EventRow};
 
@@ -153,24 +153,13 @@ impl Table for ClickHouseTable {
     }
 }
 
-/// A row ClickHouse refused.
-#[derive(Debug)]
-pub struct Refused {
-    /// Index in the batch's records.
-    pub index: usize,
-    /// Bounded label.
-    pub reason: &'static str,
-    /// ClickHouse's message.
-    pub message: String,
-}
-
 /// What became of a batch's records besides the rows that landed.
 #[derive(Debug, Default)]
 pub struct Written {
     /// Rows ClickHouse refused as invalid.
-    pub refused: Vec<Refused>,
-    /// Records that never became rows.
-    pub undecodable: Vec<Undecodable>,
+    pub refused: Vec<Rejected>,
+    /// Records that do not decode.
+    pub undecodable: Vec<Rejected>,
 }
 
 /// Writes batches through a [`Table`], decoding, retrying and splitting.
@@ -245,11 +234,11 @@ impl<T: Table> Writer<T> {
             };
             match self.insert_until_answered(slice, start, &token).await {
                 Ok(undecodable) => written.undecodable.extend(undecodable),
-                Err((reason, message)) if slice.len() == 1 => {
-                    written.refused.push(Refused {
+                Err((reason, detail)) if slice.len() == 1 => {
+                    written.refused.push(Rejected {
                         index: start,
                         reason,
-                        message,
+                        detail,
                     });
                 }
                 Err(_) => {
@@ -270,7 +259,7 @@ impl<T: Table> Writer<T> {
         records: &[Consumed],
         first_index: usize,
         token: &str,
-    ) -> Result<Vec<Undecodable>, (&'static str, String)> {
+    ) -> Result<Vec<Rejected>, (&'static str, String)> {
         let mut delays = self.backoff.build();
         loop {
             let started = Instant::now();
