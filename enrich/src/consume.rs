@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lumen_runtime::{Readiness, Shutdown};
-use lumen_schemas::{Codec, RawEvent};
+use lumen_schemas::{Codec, RawEvent, ShareRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
@@ -38,6 +38,17 @@ use crate::user_agent::CacheOutcome;
 
 /// How often rebalance events are looked at while no record arrives.
 const REBALANCE_POLL: Duration = Duration::from_millis(100);
+
+/// Restored records in flight from the restore reader to the loop.
+const RESTORE_CHANNEL: usize = 1024;
+
+/// What a restore reads back, sent to the loop as it is read.
+enum Restored {
+    /// A share record of a partition, for the token store.
+    Share(i32, ShareRecord),
+    /// A recent event id of a partition, for the dedupe window.
+    EventId(i32, String),
+}
 /// Pause after an aborted transaction before reprocessing, so a broker
 /// outage does not turn into a busy loop.
 const ABORT_BACKOFF: Duration = Duration::from_millis(500);
@@ -219,6 +230,12 @@ pub async fn run(
         .create_with_context(context)
         .map_err(Error::kafka("create consumer"))?;
     let consumer = Arc::new(consumer);
+    // The group join runs in librdkafka's threads while the producer
+    // initialises its transactions; the assignment is acted on only once
+    // the loop polls, after both are ready.
+    consumer
+        .subscribe(&[&config.topics.raw])
+        .map_err(Error::kafka("subscribe"))?;
     let transaction_timeout = Duration::from_millis(pipeline_config.transaction_timeout_ms);
     let producer = TransactionalProducer::new(
         &config.kafka.client_config(&[
@@ -231,9 +248,6 @@ pub async fn run(
         transaction_timeout,
     )
     .await?;
-    consumer
-        .subscribe(&[&config.topics.raw])
-        .map_err(Error::kafka("subscribe"))?;
 
     let transport = KafkaTransport {
         consumer: Arc::clone(&consumer),
@@ -257,12 +271,20 @@ pub async fn run(
                 match message {
                     Ok(message) => {
                         pipeline.process(&Record::from(&message));
-                        if pipeline.batch.records >= pipeline.config.pipeline.batch_max_events {
+                        // The age is checked here too: while records keep
+                        // arriving the loop never waits, and tokio's timer
+                        // would not fire the deadline above.
+                        let full = pipeline.batch.records >= pipeline.config.pipeline.batch_max_events;
+                        if full || pipeline.batch.opened.is_some_and(|opened| opened.elapsed() >= max_wait) {
                             pipeline.flush().await?;
                         }
                     }
                     Err(error) => tracing::warn!(%error, tag = lumen_runtime::kafka::error_tag(&error), "consumer error"),
                 }
+                // librdkafka's queue is not a tokio resource: without this
+                // a busy loop would never yield, and the runtime would not
+                // look at signals or timers until the queue ran dry.
+                tokio::task::consume_budget().await;
             }
         }
     }
@@ -521,40 +543,48 @@ impl<T: Transport> Pipeline<T> {
         }
     }
 
-    /// Restores the token store and recent ids of newly assigned partitions.
+    /// Restores the token store and recent ids of newly assigned
+    /// partitions, all read in one pass and inserted as they arrive (never
+    /// held twice).
     #[tracing::instrument(skip_all, fields(?partitions))]
     async fn restore(&mut self, partitions: &[i32]) -> Result<()> {
+        let started = Instant::now();
         let committed = self.transport.committed(partitions).await?;
         for &partition in partitions {
-            let started = Instant::now();
-            let restorer = Arc::clone(&self.restorer);
-            let topics = self.config.topics.clone();
-            let window = self.dedupe.capacity();
-            let committed = committed.get(&partition).copied();
-            let (shares, ids) = tokio::task::spawn_blocking(move || -> Result<_> {
-                let shares = restorer.shares(&topics.shares, partition)?;
-                let ids = match committed {
-                    Some(offset) => restorer.recent_ids(&topics.raw, partition, offset, window)?,
-                    None => Vec::new(),
-                };
-                Ok((shares, ids))
-            })
-            .await??;
-            let now = now_ms();
-            let tokens = self.enricher.tokens();
-            tokens.drop_partition(partition);
-            let restored_shares = shares.len();
-            for share in shares {
-                tokens.insert(partition, share, now);
-            }
+            self.enricher.tokens().drop_partition(partition);
             self.dedupe.drop_partition(partition);
-            let restored_ids = ids.len();
-            for id in ids {
-                self.dedupe.remember(partition, &id);
+        }
+        let (sender, mut restored) = tokio::sync::mpsc::channel(RESTORE_CHANNEL);
+        let restorer = Arc::clone(&self.restorer);
+        let topics = self.config.topics.clone();
+        let window = self.dedupe.capacity();
+        let assigned = partitions.to_vec();
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            // A send fails only once the loop stopped listening: nothing to do.
+            restorer.shares(&topics.shares, &assigned, |partition, share| {
+                let _ = sender.blocking_send(Restored::Share(partition, share));
+            })?;
+            restorer.recent_ids(&topics.raw, &committed, window, |partition, id| {
+                let _ = sender.blocking_send(Restored::EventId(partition, id));
+            })
+        });
+        let now = now_ms();
+        let mut counts: BTreeMap<i32, (usize, usize)> =
+            partitions.iter().map(|&p| (p, (0, 0))).collect();
+        while let Some(item) = restored.recv().await {
+            match item {
+                Restored::Share(partition, share) => {
+                    self.enricher.tokens().insert(partition, share, now);
+                    counts.entry(partition).or_default().0 += 1;
+                }
+                Restored::EventId(partition, id) => {
+                    self.dedupe.remember(partition, &id);
+                    counts.entry(partition).or_default().1 += 1;
+                }
             }
-            self.metrics
-                .restore_duration
-                .observe(started.elapsed().as_secs_f64());
+        }
+        reader.await??;
+        for (partition, (restored_shares, restored_ids)) in counts {
             tracing::info!(
                 partition,
                 restored_shares,
@@ -562,6 +592,9 @@ impl<T: Transport> Pipeline<T> {
                 "partition state restored"
             );
         }
+        self.metrics
+            .restore_duration
+            .observe(started.elapsed().as_secs_f64());
         self.update_store_gauge();
         Ok(())
     }

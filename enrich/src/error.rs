@@ -34,15 +34,15 @@ pub enum Error {
     /// The configuration or the topics do not allow the service to start.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A partition's state could not be restored in time.
+    /// Partitions' state could not be restored in time.
     #[error(
-        "restoring {topic}/{partition} took longer than {timeout_ms} ms: raise --restore-timeout-ms"
+        "restoring partitions {partitions:?} of {topic} took longer than {timeout_ms} ms: raise --restore-timeout-ms"
     )]
     RestoreTimeout {
         /// Topic being read.
         topic: String,
-        /// Partition being read.
-        partition: i32,
+        /// Partitions not read to their end in time.
+        partitions: Vec<i32>,
         /// The limit.
         timeout_ms: u128,
     },

@@ -47,7 +47,7 @@ pub struct Metrics {
     pub transaction_errors: IntCounterVec,
     /// Time from beginning to committing a transaction.
     pub transaction_duration: Histogram,
-    /// Time to restore a partition's state after an assignment.
+    /// Time to restore the newly assigned partitions' state.
     pub restore_duration: Histogram,
     /// Consumer lag per partition of `lumen.raw`, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
@@ -125,7 +125,7 @@ impl Metrics {
             restore_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "lumen_enrich_restore_duration_seconds",
-                    "Time to restore a partition's state after an assignment.",
+                    "Time to restore the state of an assignment's partitions (all read at once).",
                 )
                 .buckets(RESTORE_BUCKETS.to_vec()),
             )?,

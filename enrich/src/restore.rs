@@ -11,6 +11,7 @@
 //! All of this blocks (a short-lived consumer with manual assignment, read
 //! committed); callers run it on `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lumen_runtime::{KafkaConfig, TopicsConfig};
@@ -87,105 +88,155 @@ impl Restorer {
         Ok(())
     }
 
-    /// Every share record of `partition` of `topic`, oldest first.
-    pub fn shares(&self, topic: &str, partition: i32) -> Result<Vec<ShareRecord>> {
+    /// Calls `each` with every share record of `partitions` of `topic`,
+    /// oldest first within a partition.
+    pub fn shares(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        mut each: impl FnMut(i32, ShareRecord),
+    ) -> Result<()> {
         let codec = Codec::<ShareRecord>::new().map_err(Error::Encode)?;
-        let mut shares = Vec::new();
-        self.read(topic, partition, Offset::Beginning, None, |payload| {
+        let ranges = partitions
+            .iter()
+            .map(|&partition| (partition, Offset::Beginning, None))
+            .collect();
+        self.read(topic, ranges, |partition, payload| {
             // A record that does not decode was never written by us; it is
             // skipped, not fatal: the share it held resolves as address_bar.
             match codec.decode(payload) {
-                Ok(record) => shares.push(record),
+                Ok(record) => each(partition, record),
                 Err(error) => {
                     tracing::warn!(%error, topic, partition, "skipping undecodable share record")
                 }
             }
-        })?;
-        Ok(shares)
+        })
     }
 
-    /// The event ids of up to `window` raw records before `committed` (the
-    /// group's next offset to read) in `partition` of `topic`.
+    /// Calls `each` with the event ids of up to `window` raw records before
+    /// each partition's committed offset (the group's next offset to read)
+    /// in `topic`.
     pub fn recent_ids(
         &self,
         topic: &str,
-        partition: i32,
-        committed: i64,
+        committed: &HashMap<i32, i64>,
         window: usize,
-    ) -> Result<Vec<String>> {
-        let (low, _) = self
-            .consumer
-            .fetch_watermarks(topic, partition, self.deadline)
-            .map_err(Error::kafka("fetch watermarks"))?;
+        mut each: impl FnMut(i32, String),
+    ) -> Result<()> {
         let window = i64::try_from(window).unwrap_or(i64::MAX);
-        let start = committed.saturating_sub(window).max(low);
-        if start >= committed {
-            return Ok(Vec::new());
+        let mut ranges = Vec::new();
+        for (&partition, &committed) in committed {
+            let (low, _) = self
+                .consumer
+                .fetch_watermarks(topic, partition, self.deadline)
+                .map_err(Error::kafka("fetch watermarks"))?;
+            let start = committed.saturating_sub(window).max(low);
+            if start < committed {
+                ranges.push((partition, Offset::Offset(start), Some(committed)));
+            }
         }
         let codec = Codec::<RawEvent>::new().map_err(Error::Encode)?;
-        let mut ids = Vec::new();
-        self.read(
-            topic,
-            partition,
-            Offset::Offset(start),
-            Some(committed),
-            |payload| {
-                // Undecodable records went to the dead-letter topic: no id.
-                if let Ok(raw) = codec.decode(payload) {
-                    ids.push(raw.event_id);
-                }
-            },
-        )?;
-        Ok(ids)
+        self.read(topic, ranges, |partition, payload| {
+            // Undecodable records went to the dead-letter topic: no id.
+            if let Ok(raw) = codec.decode(payload) {
+                each(partition, raw.event_id);
+            }
+        })
     }
 
-    /// Calls `each` with the payload of every record from `start` until the
-    /// end of the partition or offset `end` (exclusive).
+    /// Calls `each` with the partition and payload of every record of
+    /// `ranges` (partition, start, exclusive end or the partition's end),
+    /// all partitions read at once: a restore costs one round of fetches,
+    /// not one per partition.
     fn read(
         &self,
         topic: &str,
-        partition: i32,
-        start: Offset,
-        end: Option<i64>,
-        mut each: impl FnMut(&[u8]),
+        ranges: Vec<(i32, Offset, Option<i64>)>,
+        mut each: impl FnMut(i32, &[u8]),
     ) -> Result<()> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
         let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset(topic, partition, start)
-            .map_err(Error::kafka("assign"))?;
+        for &(partition, start, _) in &ranges {
+            assignment
+                .add_partition_offset(topic, partition, start)
+                .map_err(Error::kafka("assign"))?;
+        }
         self.consumer
             .assign(&assignment)
             .map_err(Error::kafka("assign"))?;
+        // librdkafka keeps a partition paused across assignments: one
+        // that finished first in an earlier restore would never be read.
+        self.consumer
+            .resume(&assignment)
+            .map_err(Error::kafka("resume"))?;
+        let mut reading: HashMap<i32, Option<i64>> = ranges
+            .into_iter()
+            .map(|(partition, _, end)| (partition, end))
+            .collect();
         let deadline = Instant::now() + self.deadline;
         let result = loop {
+            if reading.is_empty() {
+                break Ok(());
+            }
             if Instant::now() > deadline {
+                let mut partitions: Vec<i32> = reading.keys().copied().collect();
+                partitions.sort_unstable();
                 break Err(Error::RestoreTimeout {
                     topic: topic.to_owned(),
-                    partition,
+                    partitions,
                     timeout_ms: self.deadline.as_millis(),
                 });
             }
             match self.consumer.poll(POLL) {
                 None => {}
-                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.finish(topic, partition, &mut reading)?;
+                }
                 Some(Err(error)) if lumen_runtime::kafka::is_transient(&error) => {
-                    tracing::debug!(%error, topic, partition, "transient error while restoring");
+                    tracing::debug!(%error, topic, "transient error while restoring");
                 }
                 Some(Err(error)) => break Err(Error::kafka("restore")(error)),
                 Some(Ok(message)) => {
-                    if end.is_some_and(|end| message.offset() >= end) {
-                        break Ok(());
+                    let partition = message.partition();
+                    // Records after a finished partition's end were
+                    // prefetched before it was paused.
+                    let Some(&end) = reading.get(&partition) else {
+                        continue;
+                    };
+                    let offset = message.offset();
+                    if end.is_none_or(|end| offset < end)
+                        && let Some(payload) = message.payload()
+                    {
+                        each(partition, payload);
                     }
-                    if let Some(payload) = message.payload() {
-                        each(payload);
-                    }
-                    if end.is_some_and(|end| message.offset() + 1 >= end) {
-                        break Ok(());
+                    if end.is_some_and(|end| offset + 1 >= end) {
+                        self.finish(topic, partition, &mut reading)?;
                     }
                 }
             }
         };
         self.consumer.unassign().map_err(Error::kafka("unassign"))?;
         result
+    }
+
+    /// Stops reading a partition that reached its end: paused, so a
+    /// backlog after the end (a raw partition's unprocessed records) is
+    /// not fetched for nothing while the others finish.
+    fn finish(
+        &self,
+        topic: &str,
+        partition: i32,
+        reading: &mut HashMap<i32, Option<i64>>,
+    ) -> Result<()> {
+        if reading.remove(&partition).is_some() && !reading.is_empty() {
+            let mut done = TopicPartitionList::new();
+            done.add_partition(topic, partition);
+            self.consumer
+                .pause(&done)
+                .map_err(Error::kafka("pause restored partition"))?;
+        }
+        Ok(())
     }
 }

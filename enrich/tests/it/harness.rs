@@ -257,15 +257,21 @@ pub async fn produce_bytes(topics: &Topics, records: &[(Vec<u8>, Vec<u8>)]) {
 }
 
 async fn produce_bytes_to(topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
-    let producer: FutureProducer = client(&[("acks", "all")]).create().expect("producer");
-    for (key, payload) in records {
-        producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("delivered");
+    // Idempotent: all records in flight at once keep their order.
+    let producer: FutureProducer = client(&[("acks", "all"), ("enable.idempotence", "true")])
+        .create()
+        .expect("producer");
+    let deliveries: Vec<_> = records
+        .iter()
+        .map(|(key, payload)| {
+            producer
+                .send_result(FutureRecord::to(topic).key(key).payload(payload))
+                .map_err(|(error, _)| error)
+                .expect("enqueued")
+        })
+        .collect();
+    for delivery in deliveries {
+        delivery.await.expect("not cancelled").expect("delivered");
     }
 }
 

@@ -114,3 +114,40 @@ async fn enriches_records_shares_and_dead_letters() {
     .await;
     service.stop().await;
 }
+
+/// A backlog keeps the loop busy without a pause: transactions must still
+/// close on `--batch-max-wait-ms`, not only when `--batch-max-events` fill
+/// (tokio's timer alone would not fire while records keep arriving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_commits_on_the_age_bound() {
+    const BACKLOG: usize = 20_000;
+    let topics = Topics::create("age-bound").await;
+    let group = unique("it-enrich-age-bound");
+    let events: Vec<_> = (0..BACKLOG)
+        .map(|i| pageview(&format!("backlog-{i}"), &format!("reader-{}", i % 100)))
+        .collect();
+    produce_raw(&topics, &events).await;
+
+    let mut config = config(&topics, &group);
+    config.pipeline.batch_max_events = BACKLOG * 10;
+    config.pipeline.batch_max_wait_ms = 20;
+    let service = Service::start(config).await;
+    service.wait_ready().await;
+    wait_caught_up(&topics, &group).await;
+
+    let (_, metrics) = http_get(service.admin, "/metrics").await;
+    let committed = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("lumen_enrich_transactions_total{outcome=\"committed\"} ")
+        })
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(0);
+    // 20 000 events take well over 20 ms to enrich on any machine.
+    assert!(
+        committed >= 2,
+        "{BACKLOG} events in {committed} transaction(s): the age bound was ignored"
+    );
+    assert_eq!(read_committed(&topics.names.enriched).await.len(), BACKLOG);
+    service.stop().await;
+}
