@@ -12,7 +12,7 @@
 //! first record. An aborted transaction rewinds the batch's partitions to
 //! its first offsets.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::classify::Classifier;
 use crate::config::Config;
-use crate::dedupe::Dedupe;
+use crate::dedupe::{Dedupe, DigestSet, EventDigest};
 use crate::enrich::{Enriched, Enricher, token_lookup};
 use crate::error::{Error, Result};
 use crate::metrics::{Counter, Metrics, Tally};
@@ -46,8 +46,8 @@ const RESTORE_CHANNEL: usize = 1024;
 enum Restored {
     /// A share record of a partition, for the token store.
     Share(i32, ShareRecord),
-    /// A recent event id of a partition, for the dedupe window.
-    EventId(i32, String),
+    /// A recent event of a partition, for the dedupe window.
+    EventId(i32, EventDigest),
 }
 /// Pause after an aborted transaction before reprocessing, so a broker
 /// outage does not turn into a busy loop.
@@ -133,7 +133,7 @@ struct Batch {
     failed: Option<Error>,
     first_offsets: BTreeMap<i32, i64>,
     next_offsets: BTreeMap<i32, i64>,
-    event_ids: HashSet<(i32, String)>,
+    event_ids: HashMap<i32, DigestSet>,
     tally: Tally,
     opened: Option<Instant>,
 }
@@ -357,8 +357,9 @@ impl<T: Transport> Pipeline<T> {
             Ok(raw) => raw,
             Err(error) => return self.dead_letter(key, payload, &Error::Decode(error), source),
         };
-        let id = (partition, raw.event_id.clone());
-        if self.dedupe.seen(partition, &id.1) || self.batch.event_ids.contains(&id) {
+        let id = EventDigest::of(&raw.event_id);
+        let in_batch = self.batch.event_ids.entry(partition).or_default();
+        if self.dedupe.seen(partition, id) || in_batch.contains(&id) {
             self.batch.tally.add(Counter::EventsIn, "duplicate");
             return;
         }
@@ -372,7 +373,11 @@ impl<T: Transport> Pipeline<T> {
                 for output in &outputs {
                     self.send(output);
                 }
-                self.batch.event_ids.insert(id);
+                self.batch
+                    .event_ids
+                    .entry(partition)
+                    .or_default()
+                    .insert(id);
             }
             Err(error) => self.dead_letter(key, payload, &error, source),
         }
@@ -468,8 +473,10 @@ impl<T: Transport> Pipeline<T> {
                     .with_label_values(&["committed"])
                     .inc();
                 self.metrics.apply(&batch.tally);
-                for (partition, event_id) in batch.event_ids {
-                    self.dedupe.remember(partition, &event_id);
+                for (partition, ids) in batch.event_ids {
+                    for id in ids {
+                        self.dedupe.remember(partition, id);
+                    }
                 }
                 self.update_store_gauge();
                 Ok(())
@@ -565,7 +572,7 @@ impl<T: Transport> Pipeline<T> {
                 let _ = sender.blocking_send(Restored::Share(partition, share));
             })?;
             restorer.recent_ids(&topics.raw, &committed, window, |partition, id| {
-                let _ = sender.blocking_send(Restored::EventId(partition, id));
+                let _ = sender.blocking_send(Restored::EventId(partition, EventDigest::of(&id)));
             })
         });
         let now = now_ms();
@@ -578,7 +585,7 @@ impl<T: Transport> Pipeline<T> {
                     counts.entry(partition).or_default().0 += 1;
                 }
                 Restored::EventId(partition, id) => {
-                    self.dedupe.remember(partition, &id);
+                    self.dedupe.remember(partition, id);
                     counts.entry(partition).or_default().1 += 1;
                 }
             }

@@ -7,15 +7,47 @@
 //! 100 000 ids per partition that is the difference between ~30 and
 //! ~100 MiB over six partitions. A collision takes 2^64 ids to expect.
 //!
+//! The digest is computed once per event ([`EventDigest::of`]) and serves
+//! the window, the open batch's set and [`Dedupe::remember`]. It is keyed
+//! per process (never stored, restores recompute it), so the sets can use a
+//! cheap hasher without a sender choosing ids that collide in them.
+//!
 //! Ids of a batch are remembered only after its transaction commits (the
 //! consume loop calls [`Dedupe::remember`] then); after a restart or an
 //! assignment `restore.rs` refills a partition from the tail of `lumen.raw`
 //! before its committed offset.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::Hasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 use siphasher::sip128::{Hasher128, SipHasher13};
+
+/// A set of digests: their bits are already uniform, so hashing them
+/// again with SipHash would be wasted work.
+pub type DigestSet = foldhash::HashSet<EventDigest>;
+
+/// The 128-bit keyed digest of an event id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventDigest(u128);
+
+impl EventDigest {
+    /// The digest of `event_id` under this process's key.
+    pub fn of(event_id: &str) -> Self {
+        static KEY: OnceLock<[u8; 16]> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            // std's randomly keyed SipHash, asked twice, is the random source.
+            let random = std::hash::RandomState::new();
+            let mut key = [0; 16];
+            key[..8].copy_from_slice(&random.hash_one(0u8).to_le_bytes());
+            key[8..].copy_from_slice(&random.hash_one(1u8).to_le_bytes());
+            key
+        });
+        let mut hasher = SipHasher13::new_with_key(key);
+        hasher.write(event_id.as_bytes());
+        Self(hasher.finish128().as_u128())
+    }
+}
 
 /// Recent event ids per partition.
 #[derive(Debug)]
@@ -26,14 +58,8 @@ pub struct Dedupe {
 
 #[derive(Debug, Default)]
 struct Window {
-    ids: HashSet<u128>,
-    order: VecDeque<u128>,
-}
-
-fn digest(event_id: &str) -> u128 {
-    let mut hasher = SipHasher13::new();
-    hasher.write(event_id.as_bytes());
-    hasher.finish128().as_u128()
+    ids: DigestSet,
+    order: VecDeque<EventDigest>,
 }
 
 impl Dedupe {
@@ -50,16 +76,15 @@ impl Dedupe {
         self.capacity
     }
 
-    /// Whether `event_id` was already processed in `partition`.
-    pub fn seen(&self, partition: i32, event_id: &str) -> bool {
+    /// Whether the event was already processed in `partition`.
+    pub fn seen(&self, partition: i32, id: EventDigest) -> bool {
         self.partitions
             .get(&partition)
-            .is_some_and(|w| w.ids.contains(&digest(event_id)))
+            .is_some_and(|w| w.ids.contains(&id))
     }
 
-    /// Records a processed id, evicting the oldest past the capacity.
-    pub fn remember(&mut self, partition: i32, event_id: &str) {
-        let id = digest(event_id);
+    /// Records a processed event, evicting the oldest past the capacity.
+    pub fn remember(&mut self, partition: i32, id: EventDigest) {
         let window = self.partitions.entry(partition).or_default();
         if !window.ids.insert(id) {
             return;
@@ -84,16 +109,23 @@ mod tests {
 
     #[test]
     fn remembers_per_partition_within_capacity() {
+        let [a, b, c] = ["a", "b", "c"].map(EventDigest::of);
         let mut dedupe = Dedupe::new(2);
-        dedupe.remember(0, "a");
-        dedupe.remember(0, "a");
-        dedupe.remember(0, "b");
-        assert!(dedupe.seen(0, "a") && dedupe.seen(0, "b"));
-        assert!(!dedupe.seen(1, "a"), "partitions are separate");
-        dedupe.remember(0, "c");
-        assert!(!dedupe.seen(0, "a"), "oldest evicted");
-        assert!(dedupe.seen(0, "c"));
+        dedupe.remember(0, a);
+        dedupe.remember(0, a);
+        dedupe.remember(0, b);
+        assert!(dedupe.seen(0, a) && dedupe.seen(0, b));
+        assert!(!dedupe.seen(1, a), "partitions are separate");
+        dedupe.remember(0, c);
+        assert!(!dedupe.seen(0, a), "oldest evicted");
+        assert!(dedupe.seen(0, c));
         dedupe.drop_partition(0);
-        assert!(!dedupe.seen(0, "c"));
+        assert!(!dedupe.seen(0, c));
+    }
+
+    #[test]
+    fn digests_are_stable_within_the_process_and_tell_ids_apart() {
+        assert_eq!(EventDigest::of("event-1"), EventDigest::of("event-1"));
+        assert_ne!(EventDigest::of("event-1"), EventDigest::of("event-2"));
     }
 }

@@ -3,8 +3,6 @@
 //! (channels, rule tables, error reasons, partitions). The consume loop
 //! updates them once per batch or per event, never per byte.
 
-use std::collections::HashMap;
-
 use lumen_schemas::Channel;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -200,7 +198,7 @@ pub enum Counter {
 /// Counts of one batch, applied on commit.
 #[derive(Debug, Default)]
 pub struct Tally {
-    counts: HashMap<(Counter, &'static str), u64>,
+    counts: foldhash::HashMap<(Counter, &'static str), u64>,
 }
 
 impl Tally {

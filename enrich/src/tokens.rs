@@ -54,7 +54,9 @@ impl Resolution {
 /// estimated memory.
 #[derive(Debug, Default)]
 struct PartitionShares {
-    by_token: HashMap<String, ShareRecord>,
+    /// Seeded per process: tokens come from senders, who cannot aim at
+    /// collisions without the seed.
+    by_token: foldhash::HashMap<String, ShareRecord>,
     order: VecDeque<(i64, String)>,
     bytes: usize,
 }
