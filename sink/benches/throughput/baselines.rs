@@ -149,9 +149,14 @@ pub async fn kafka_engine(settings: &Settings, source: &Harness) -> Throughput {
         "SELECT sum(num_messages_read) FROM system.kafka_consumers WHERE database = '{}'",
         harness.database
     );
-    let run = watch(&harness, settings.rows, started, || async {
-        harness.scalar(&read).await > 0
-    })
+    // The engine tells nothing of what it inserted: ClickHouse is counted.
+    let run = watch(
+        &harness,
+        settings.rows,
+        started,
+        || async { harness.scalar(&read).await > 0 },
+        || harness.count("events"),
+    )
     .await;
     harness.expect_exactly(settings.rows as u64).await;
     // Consumers stop before their topic is deleted.

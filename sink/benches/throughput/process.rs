@@ -30,6 +30,11 @@ impl SinkProcess {
         self.metric("lumen_sink_records_consumed_total").await as u64
     }
 
+    /// `lumen_sink_rows_written_total`: rows ClickHouse acknowledged.
+    pub async fn rows_written(&self) -> u64 {
+        self.metric("lumen_sink_rows_written_total").await as u64
+    }
+
     /// Mean insert duration so far, from `lumen_sink_insert_duration_seconds`.
     pub async fn mean_insert(&self) -> Duration {
         let name = "lumen_sink_insert_duration_seconds";
