@@ -2,8 +2,9 @@
 //! field (no copies on the hot path), with the model's conventions applied:
 //! absent strings become `''`, enums become their `Enum8` codes, times stay
 //! Unix milliseconds (`DateTime64(3)`). The column set and codes are those
-//! of `schemas/migrations/0001_events.sql`; an integration test checks them
-//! against a real table.
+//! of `schemas/migrations/0001_events.sql`; the integration test
+//! `the_row_type_matches_the_events_table` checks them against the migrated
+//! table (the sink itself writes without the crate's validation).
 
 use clickhouse::Row;
 use lumen_schemas::{

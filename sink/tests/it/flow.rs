@@ -3,6 +3,7 @@
 //! within `--max-buffered-rows` while ClickHouse is slower than Kafka.
 
 use lumen_runtime::Shutdown;
+use lumen_sink::row::{EVENTS_TABLE, EventRow, Record};
 
 use crate::harness::{GatedSink, Harness, events, eventually, get, metric};
 
@@ -101,4 +102,28 @@ async fn reading_pauses_at_the_buffered_rows_budget() {
     sink.open();
     harness.expect_exactly(total).await;
     sink.stop().await;
+}
+
+/// The sink writes plain RowBinary, unvalidated: its row type must match the
+/// migrated `events` column for column, name and type, which the client's
+/// own validation checks here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_type_matches_the_events_table() {
+    let harness = Harness::new("row_type").await;
+    let config = harness.config();
+    lumen_sink::migrate(&config).await.expect("migrate");
+    let record = Record::new(events(0, 1).remove(0)).expect("record");
+    let mut insert = config
+        .clickhouse
+        .client()
+        .with_validation(true)
+        .insert::<EventRow<'_>>(EVENTS_TABLE)
+        .await
+        .expect("insert");
+    insert
+        .write(&record.row())
+        .await
+        .expect("the row type matches the table");
+    insert.end().await.expect("the row is accepted");
+    assert_eq!(harness.count("events").await, 1);
 }
