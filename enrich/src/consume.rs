@@ -12,7 +12,7 @@
 //! first record. An aborted transaction rewinds the batch's partitions to
 //! its first offsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::classify::Classifier;
 use crate::config::Config;
-use crate::dedupe::{Dedupe, DigestSet, EventDigest};
+use crate::dedupe::{Dedupe, EventDigest};
 use crate::enrich::{Enriched, Enricher, token_lookup};
 use crate::error::{Error, Result};
 use crate::metrics::{Counter, Metrics, Tally};
@@ -133,7 +133,7 @@ struct Batch {
     failed: Option<Error>,
     first_offsets: BTreeMap<i32, i64>,
     next_offsets: BTreeMap<i32, i64>,
-    event_ids: HashMap<i32, DigestSet>,
+    event_ids: foldhash::HashSet<(i32, EventDigest)>,
     tally: Tally,
     opened: Option<Instant>,
 }
@@ -358,8 +358,7 @@ impl<T: Transport> Pipeline<T> {
             Err(error) => return self.dead_letter(key, payload, &Error::Decode(error), source),
         };
         let id = EventDigest::of(&raw.event_id);
-        let in_batch = self.batch.event_ids.entry(partition).or_default();
-        if self.dedupe.seen(partition, id) || in_batch.contains(&id) {
+        if self.dedupe.seen(partition, id) || self.batch.event_ids.contains(&(partition, id)) {
             self.batch.tally.add(Counter::EventsIn, "duplicate");
             return;
         }
@@ -373,11 +372,7 @@ impl<T: Transport> Pipeline<T> {
                 for output in &outputs {
                     self.send(output);
                 }
-                self.batch
-                    .event_ids
-                    .entry(partition)
-                    .or_default()
-                    .insert(id);
+                self.batch.event_ids.insert((partition, id));
             }
             Err(error) => self.dead_letter(key, payload, &error, source),
         }
@@ -473,10 +468,8 @@ impl<T: Transport> Pipeline<T> {
                     .with_label_values(&["committed"])
                     .inc();
                 self.metrics.apply(&batch.tally);
-                for (partition, ids) in batch.event_ids {
-                    for id in ids {
-                        self.dedupe.remember(partition, id);
-                    }
+                for (partition, id) in batch.event_ids {
+                    self.dedupe.remember(partition, id);
                 }
                 self.update_store_gauge();
                 Ok(())

@@ -25,7 +25,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 /// A set of digests: their bits are already uniform, so hashing them
 /// again with SipHash would be wasted work.
-pub type DigestSet = foldhash::HashSet<EventDigest>;
+type DigestSet = foldhash::HashSet<EventDigest>;
 
 /// The 128-bit keyed digest of an event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
