@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use lumen_runtime::{Readiness, Shutdown};
 use lumen_schemas::{Codec, RawEvent, ShareRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -52,6 +53,11 @@ enum Restored {
 /// Pause after an aborted transaction before reprocessing, so a broker
 /// outage does not turn into a busy loop.
 const ABORT_BACKOFF: Duration = Duration::from_millis(500);
+/// Attempts at restoring an assignment while Kafka is unreachable (a
+/// broker restart makes the group rebalance while offsets and records
+/// cannot be read), with jittered delays from 250 ms doubling to 10 s:
+/// about 40 s of waiting before the service gives up.
+const RESTORE_ATTEMPTS: usize = 8;
 /// How often librdkafka reports statistics (consumer lag).
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -514,7 +520,7 @@ impl<T: Transport> Pipeline<T> {
                 }
                 RebalanceEvent::Assigned(partitions) => {
                     self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                    self.restore(&partitions).await?;
+                    self.restore_retrying(&partitions).await?;
                     self.readiness.set(!partitions.is_empty());
                 }
             }
@@ -540,6 +546,30 @@ impl<T: Transport> Pipeline<T> {
             // Replacing the producer aborted what the old one had open.
             Ok(()) | Err(Error::ProducerRenewed(_)) => Ok(()),
             Err(error) => Err(error),
+        }
+    }
+
+    /// [`Self::restore`], again after a pause while it fails with an error
+    /// that waiting can cure. Each attempt starts from empty partitions.
+    async fn restore_retrying(&mut self, partitions: &[i32]) -> Result<()> {
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .with_max_times(RESTORE_ATTEMPTS - 1)
+            .build();
+        loop {
+            match self.restore(partitions).await {
+                Err(error) if error.is_transient() => {
+                    let Some(delay) = delays.next() else {
+                        return Err(error);
+                    };
+                    tracing::warn!(%error, ?partitions, ?delay, "cannot restore partitions yet; retrying");
+                    self.metrics.restore_retries.inc();
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result,
+            }
         }
     }
 
@@ -621,8 +651,8 @@ mod tests {
     use super::*;
     use crate::produce::Destination;
 
-    /// Records what the loop commits; fails the next commit or send when
-    /// told to.
+    /// Records what the loop commits; fails the next commit or send, or the
+    /// next reads of committed offsets, when told to.
     #[derive(Default)]
     struct Recording {
         open: Vec<Destination>,
@@ -631,6 +661,7 @@ mod tests {
         rewinds: Mutex<Vec<BTreeMap<i32, i64>>>,
         fail_next: Option<RDKafkaErrorCode>,
         fail_send: Option<RDKafkaErrorCode>,
+        fail_committed: Mutex<Vec<RDKafkaErrorCode>>,
     }
 
     impl Transport for Recording {
@@ -662,7 +693,12 @@ mod tests {
         }
 
         async fn committed(&self, _: &[i32]) -> Result<HashMap<i32, i64>> {
-            Ok(HashMap::new())
+            match self.fail_committed.lock().expect("lock").pop() {
+                Some(code) => Err(Error::kafka("committed offsets")(
+                    KafkaError::MetadataFetch(code),
+                )),
+                None => Ok(HashMap::new()),
+            }
         }
     }
 
@@ -906,5 +942,43 @@ mod tests {
         );
         assert_eq!(h.pipeline.batch.records, 0);
         assert!(!h.pipeline.readiness.is_ready());
+    }
+
+    /// An empty assignment: its restore touches the transport only, never
+    /// the restore consumer's Kafka.
+    fn assign_nothing(h: &Harness, failures: &[RDKafkaErrorCode]) {
+        *h.pipeline.transport.fail_committed.lock().expect("lock") = failures.to_vec();
+        h.rebalances
+            .send(RebalanceEvent::Assigned(Vec::new()))
+            .expect("send");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_waits_out_an_unreachable_kafka() {
+        let mut h = harness();
+        assign_nothing(
+            &h,
+            &[
+                RDKafkaErrorCode::AllBrokersDown,
+                RDKafkaErrorCode::OperationTimedOut,
+            ],
+        );
+        h.pipeline.handle_rebalances().await.expect("restored");
+        assert_eq!(h.pipeline.metrics.restore_retries.get(), 2);
+        assert_eq!(h.pipeline.metrics.restore_duration.get_sample_count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restore_gives_up_on_a_lasting_outage_and_at_once_on_a_refusal() {
+        let mut h = harness();
+        assign_nothing(&h, &[RDKafkaErrorCode::AllBrokersDown; RESTORE_ATTEMPTS]);
+        let error = h.pipeline.handle_rebalances().await.expect_err("gave up");
+        assert_eq!(error.reason(), "all_brokers_down");
+        let retries = u64::try_from(RESTORE_ATTEMPTS - 1).expect("small");
+        assert_eq!(h.pipeline.metrics.restore_retries.get(), retries);
+
+        assign_nothing(&h, &[RDKafkaErrorCode::GroupAuthorizationFailed]);
+        h.pipeline.handle_rebalances().await.expect_err("refused");
+        assert_eq!(h.pipeline.metrics.restore_retries.get(), retries);
     }
 }

@@ -90,6 +90,15 @@ impl Error {
         }
     }
 
+    /// Whether the same operation may succeed later (Kafka unreachable or
+    /// still electing leaders and coordinators), so waiting beats exiting.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Kafka { source, .. } => lumen_runtime::kafka::is_transient(source),
+            _ => false,
+        }
+    }
+
     /// Shorthand for a Kafka error during `operation`.
     pub fn kafka(operation: &'static str) -> impl FnOnce(KafkaError) -> Self {
         move |source| Self::Kafka { operation, source }
@@ -117,5 +126,23 @@ mod tests {
     )]
     fn reasons_are_bounded_labels(#[case] error: Error, #[case] reason: &str) {
         assert_eq!(error.reason(), reason);
+    }
+
+    #[rstest]
+    #[case(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut), true)]
+    #[case(KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown), true)]
+    #[case(
+        KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed),
+        false
+    )]
+    fn kafka_errors_that_waiting_cures_are_transient(
+        #[case] source: KafkaError,
+        #[case] transient: bool,
+    ) {
+        assert_eq!(
+            Error::kafka("committed offsets")(source).is_transient(),
+            transient
+        );
+        assert!(!Error::Config("x".into()).is_transient());
     }
 }

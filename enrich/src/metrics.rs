@@ -47,6 +47,8 @@ pub struct Metrics {
     pub transaction_duration: Histogram,
     /// Time to restore the newly assigned partitions' state.
     pub restore_duration: Histogram,
+    /// Restores attempted again after a transient Kafka error.
+    pub restore_retries: IntCounter,
     /// Consumer lag per partition of `lumen.raw`, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
     /// Shares held in the token store.
@@ -127,6 +129,10 @@ impl Metrics {
                 )
                 .buckets(RESTORE_BUCKETS.to_vec()),
             )?,
+            restore_retries: IntCounter::new(
+                "lumen_enrich_restore_retries_total",
+                "Restores attempted again after a transient Kafka error.",
+            )?,
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "lumen_enrich_consumer_lag_messages",
@@ -164,6 +170,7 @@ impl Metrics {
         registry.register(Box::new(metrics.transaction_errors.clone()))?;
         registry.register(Box::new(metrics.transaction_duration.clone()))?;
         registry.register(Box::new(metrics.restore_duration.clone()))?;
+        registry.register(Box::new(metrics.restore_retries.clone()))?;
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
         registry.register(Box::new(metrics.token_store_entries.clone()))?;
         registry.register(Box::new(metrics.token_store_bytes.clone()))?;
@@ -261,6 +268,7 @@ mod tests {
             .with_label_values(&["enqueue", "queue_full"])
             .inc();
         metrics.restore_duration.observe(0.01);
+        metrics.restore_retries.inc();
         metrics.shares_recorded.inc();
         metrics.token_store_entries.set(1);
         metrics.token_store_bytes.set(1);
@@ -277,7 +285,7 @@ mod tests {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 16);
+        assert_eq!(families.len(), 17);
         assert!(
             families
                 .iter()

@@ -56,6 +56,7 @@ pub fn is_transient(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::NetworkException
                 | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
                 | RDKafkaErrorCode::NotEnoughReplicas
                 | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
                 | RDKafkaErrorCode::LeaderNotAvailable
@@ -86,6 +87,7 @@ mod tests {
     #[case(RDKafkaErrorCode::TopicAuthorizationFailed, "not_authorized", false)]
     #[case(RDKafkaErrorCode::ProducerFenced, "fenced", false)]
     #[case(RDKafkaErrorCode::NotLeaderForPartition, "other", true)]
+    #[case(RDKafkaErrorCode::OperationTimedOut, "other", true)]
     #[case(RDKafkaErrorCode::InvalidMessage, "other", false)]
     fn classifies_errors(
         #[case] code: RDKafkaErrorCode,
