@@ -579,6 +579,7 @@ impl<T: Transport> Pipeline<T> {
     #[tracing::instrument(skip_all, fields(?partitions))]
     async fn restore(&mut self, partitions: &[i32]) -> Result<()> {
         let started = Instant::now();
+        tracing::info!("restoring partition state");
         let committed = self.transport.committed(partitions).await?;
         for &partition in partitions {
             self.enricher.tokens().drop_partition(partition);

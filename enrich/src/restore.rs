@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 
 /// How long one poll of the restore consumer waits for records.
 const POLL: Duration = Duration::from_millis(200);
+/// How often a restore that has not finished says which partitions it is
+/// still reading (a restore holds the loop: it must not be silent).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Reads partitions of a topic from a start offset to an end.
 pub struct Restorer {
@@ -175,19 +178,31 @@ impl Restorer {
             .into_iter()
             .map(|(partition, _, end)| (partition, end))
             .collect();
-        let deadline = Instant::now() + self.deadline;
+        let started = Instant::now();
+        let mut next_progress = started + PROGRESS_EVERY;
         let result = loop {
             if reading.is_empty() {
                 break Ok(());
             }
-            if Instant::now() > deadline {
+            let now = Instant::now();
+            let elapsed = now.duration_since(started);
+            if elapsed > self.deadline || now >= next_progress {
                 let mut partitions: Vec<i32> = reading.keys().copied().collect();
                 partitions.sort_unstable();
-                break Err(Error::RestoreTimeout {
-                    topic: topic.to_owned(),
-                    partitions,
-                    timeout_ms: self.deadline.as_millis(),
-                });
+                if elapsed > self.deadline {
+                    break Err(Error::RestoreTimeout {
+                        topic: topic.to_owned(),
+                        partitions,
+                        timeout_ms: self.deadline.as_millis(),
+                    });
+                }
+                tracing::warn!(
+                    topic,
+                    ?partitions,
+                    ?elapsed,
+                    "restore still reading partitions"
+                );
+                next_progress = now + PROGRESS_EVERY;
             }
             match self.consumer.poll(POLL) {
                 None => {}
