@@ -24,6 +24,10 @@ use crate::error::{Error, Result};
 
 /// How long one poll of the restore consumer waits for records.
 const POLL: Duration = Duration::from_millis(200);
+/// Bound of one metadata request of a restore: a broker that does not
+/// answer fails the attempt (retried by the caller, and logged) instead of
+/// holding the loop for the whole restore deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a restore that has not finished says which partitions it is
 /// still reading (a restore holds the loop: it must not be silent).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -131,7 +135,7 @@ impl Restorer {
         for (&partition, &committed) in committed {
             let (low, _) = self
                 .consumer
-                .fetch_watermarks(topic, partition, self.deadline)
+                .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
                 .map_err(Error::kafka("fetch watermarks"))?;
             let start = committed.saturating_sub(window).max(low);
             if start < committed {
