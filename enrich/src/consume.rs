@@ -55,8 +55,9 @@ enum Restored {
 const ABORT_BACKOFF: Duration = Duration::from_millis(500);
 /// Attempts at restoring an assignment while Kafka is unreachable (a
 /// broker restart makes the group rebalance while offsets and records
-/// cannot be read), with jittered delays from 250 ms doubling to 10 s:
-/// about 40 s of waiting before the service gives up.
+/// cannot be read), with delays from 250 ms doubling to 10 s, each plus up
+/// to itself again of jitter: 26 to 52 s of waiting before the service
+/// gives up.
 const RESTORE_ATTEMPTS: usize = 8;
 /// How often librdkafka reports statistics (consumer lag).
 const STATISTICS_INTERVAL_MS: &str = "5000";
