@@ -46,6 +46,17 @@ pub enum Error {
         /// The limit.
         timeout_ms: u128,
     },
+    /// A blocking librdkafka transactional call did not return within its
+    /// own timeout plus a grace period (librdkafka issue #5456: a request
+    /// to a group coordinator that went away can wait for ever). The
+    /// producer is unusable until it returns, so it is replaced.
+    #[error("kafka {operation} did not return within {timeout_ms} ms")]
+    Stuck {
+        /// What was being done.
+        operation: &'static str,
+        /// How long it was waited for.
+        timeout_ms: u128,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -74,6 +85,7 @@ impl Error {
             Self::ProducerRenewed(_) => "producer_renewed",
             Self::Config(_) => "config",
             Self::RestoreTimeout { .. } => "restore_timeout",
+            Self::Stuck { .. } => "stuck",
             Self::Task(_) => "task",
             Self::Io(_) => "io",
             Self::Json { .. } => "json",
@@ -84,7 +96,7 @@ impl Error {
     /// `commit transaction`...): a bounded label; `none` otherwise.
     pub fn operation(&self) -> &'static str {
         match self {
-            Self::Kafka { operation, .. } => operation,
+            Self::Kafka { operation, .. } | Self::Stuck { operation, .. } => operation,
             Self::ProducerRenewed(inner) => inner.operation(),
             _ => "none",
         }

@@ -144,11 +144,10 @@ impl Transaction {
     ) -> Result<()> {
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || {
+        bounded("send offsets", timeout + STUCK_GRACE, move || {
             producer.send_offsets_to_transaction(&offsets, &group, timeout)
         })
-        .await?
-        .map_err(Error::kafka("send offsets"))
+        .await
     }
 
     /// Waits for every record's acknowledgement, then commits. On failure
@@ -160,9 +159,10 @@ impl Transaction {
         }
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
-        let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
-            .await?
-            .map_err(Error::kafka("commit transaction"));
+        let committed = bounded("commit transaction", timeout + STUCK_GRACE, move || {
+            producer.commit_transaction(timeout)
+        })
+        .await;
         if let Err(error) = committed {
             if !is_fatal(&error) {
                 self.abort().await?;
@@ -177,9 +177,10 @@ impl Transaction {
     pub async fn abort(self) -> Result<()> {
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
-            .await?
-            .map_err(Error::kafka("abort transaction"))
+        bounded("abort transaction", timeout + STUCK_GRACE, move || {
+            producer.abort_transaction(timeout)
+        })
+        .await
     }
 
     /// Waits for every acknowledgement, within the transactional timeout:
@@ -208,9 +209,37 @@ impl Transaction {
     }
 }
 
+/// Extra time given to a blocking transactional call over the timeout it
+/// was passed before it is declared stuck.
+const STUCK_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a blocking transactional call on tokio's blocking pool and stops
+/// waiting for it after `limit` (callers give the timeout they passed to
+/// librdkafka plus `STUCK_GRACE`): librdkafka does not always honour its
+/// timeout (issue #5456), and the loop must not wait for ever. A stuck
+/// call keeps its thread until librdkafka returns; the caller replaces the
+/// producer ([`Error::Stuck`] is fatal to it).
+async fn bounded(
+    operation: &'static str,
+    limit: Duration,
+    call: impl FnOnce() -> std::result::Result<(), KafkaError> + Send + 'static,
+) -> Result<()> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(call)).await {
+        Ok(returned) => returned?.map_err(Error::kafka(operation)),
+        Err(_) => Err(Error::Stuck {
+            operation,
+            timeout_ms: limit.as_millis(),
+        }),
+    }
+}
+
 /// Whether the producer can no longer be used (fenced by a newer instance,
-/// or a fatal librdkafka error): nothing can be retried with it.
+/// a fatal librdkafka error, or a call that never returned): nothing can
+/// be retried with it.
 pub fn is_fatal(error: &Error) -> bool {
+    if matches!(error, Error::Stuck { .. }) {
+        return true;
+    }
     let Error::Kafka { source, .. } = error else {
         return false;
     };
@@ -258,6 +287,39 @@ mod tests {
         assert_eq!(is_fenced(&error), fenced);
         assert!(!is_fatal(&Error::Config("x".into())));
         assert!(!is_fenced(&Error::Config("x".into())));
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_timeout_is_stuck_and_fatal_to_the_producer() {
+        let timeout = Duration::from_millis(10);
+        let stuck = bounded("send offsets", timeout, || {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })
+        .await
+        .expect_err("stuck");
+        assert!(matches!(
+            stuck,
+            Error::Stuck {
+                operation: "send offsets",
+                timeout_ms: 10
+            }
+        ));
+        assert!(is_fatal(&stuck) && !is_fenced(&stuck));
+        assert!(RenewPolicy::default().allows(&stuck, Instant::now()));
+
+        let answered = bounded("commit transaction", timeout, || {
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            ))
+        })
+        .await
+        .expect_err("its own error");
+        assert_eq!(answered.operation(), "commit transaction");
+        assert!(!is_fatal(&answered));
+        bounded("abort transaction", timeout, || Ok(()))
+            .await
+            .expect("returned in time");
     }
 
     #[test]
