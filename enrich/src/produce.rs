@@ -23,7 +23,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
-use crate::transaction::{self, Transaction, TransactionalProducer};
+use crate::transaction::{Transaction, TransactionalProducer};
 
 /// Header with the bounded reason tag of a dead-letter record.
 pub const HEADER_REASON: &str = "lumen.reason";
@@ -248,13 +248,7 @@ impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
             };
             match transaction.send_offsets(offsets, group).await {
                 Ok(()) => transaction.commit().await,
-                // The producer is unusable: renewing it aborts the
-                // transaction; an abort now would only wait on it again.
-                Err(error) if transaction::is_fatal(&error) => Err(error),
-                Err(error) => {
-                    transaction.abort().await?;
-                    Err(error)
-                }
+                Err(error) => transaction.abandon(error).await,
             }
         }
         .await;

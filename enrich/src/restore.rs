@@ -190,19 +190,17 @@ impl Restorer {
             }
             let now = Instant::now();
             let elapsed = now.duration_since(started);
-            if elapsed > self.deadline || now >= next_progress {
-                let mut partitions: Vec<i32> = reading.keys().copied().collect();
-                partitions.sort_unstable();
-                if elapsed > self.deadline {
-                    break Err(Error::RestoreTimeout {
-                        topic: topic.to_owned(),
-                        partitions,
-                        timeout_ms: self.deadline.as_millis(),
-                    });
-                }
+            if elapsed > self.deadline {
+                break Err(Error::RestoreTimeout {
+                    topic: topic.to_owned(),
+                    partitions: unfinished(&reading),
+                    timeout_ms: self.deadline.as_millis(),
+                });
+            }
+            if now >= next_progress {
                 tracing::warn!(
                     topic,
-                    ?partitions,
+                    partitions = ?unfinished(&reading),
                     ?elapsed,
                     "restore still reading partitions"
                 );
@@ -258,4 +256,11 @@ impl Restorer {
         }
         Ok(())
     }
+}
+
+/// The partitions of a restore still being read, in order.
+fn unfinished(reading: &HashMap<i32, Option<i64>>) -> Vec<i32> {
+    let mut partitions: Vec<i32> = reading.keys().copied().collect();
+    partitions.sort_unstable();
+    partitions
 }

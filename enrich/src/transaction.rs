@@ -142,9 +142,7 @@ impl Transaction {
         offsets: TopicPartitionList,
         group: ConsumerGroupMetadata,
     ) -> Result<()> {
-        let producer = Arc::clone(&self.producer);
-        let timeout = self.timeout;
-        bounded("send offsets", timeout + STUCK_GRACE, move || {
+        self.call("send offsets", move |producer, timeout| {
             producer.send_offsets_to_transaction(&offsets, &group, timeout)
         })
         .await
@@ -157,28 +155,51 @@ impl Transaction {
             self.abort().await?;
             return Err(error);
         }
-        let producer = Arc::clone(&self.producer);
-        let timeout = self.timeout;
-        let committed = bounded("commit transaction", timeout + STUCK_GRACE, move || {
-            producer.commit_transaction(timeout)
-        })
-        .await;
-        if let Err(error) = committed {
-            if !is_fatal(&error) {
-                self.abort().await?;
-            }
-            return Err(error);
+        match self
+            .call("commit transaction", |producer, timeout| {
+                producer.commit_transaction(timeout)
+            })
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => self.abandon(error).await,
         }
-        Ok(())
+    }
+
+    /// Ends a transaction that failed with `error`, which is returned:
+    /// aborted, unless the producer is unusable (renewing it aborts the
+    /// transaction; an abort now would be refused or wait behind a stuck
+    /// call).
+    pub async fn abandon(self, error: Error) -> Result<()> {
+        if !is_fatal(&error) {
+            self.abort().await?;
+        }
+        Err(error)
     }
 
     /// Aborts: nothing sent in the transaction becomes visible to
     /// `read_committed` readers, and the offsets are not committed.
     pub async fn abort(self) -> Result<()> {
+        self.call("abort transaction", |producer, timeout| {
+            producer.abort_transaction(timeout)
+        })
+        .await
+    }
+
+    /// Runs a blocking transactional call of the producer, given the
+    /// transactional timeout, on tokio's blocking pool, waiting for it up
+    /// to `STUCK_GRACE` longer (see [`bounded`]).
+    async fn call(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&FutureProducer, Duration) -> std::result::Result<(), KafkaError>
+        + Send
+        + 'static,
+    ) -> Result<()> {
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
-        bounded("abort transaction", timeout + STUCK_GRACE, move || {
-            producer.abort_transaction(timeout)
+        bounded(operation, timeout + STUCK_GRACE, move || {
+            call(&producer, timeout)
         })
         .await
     }
@@ -213,9 +234,9 @@ impl Transaction {
 /// was passed before it is declared stuck.
 const STUCK_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs a blocking transactional call on tokio's blocking pool and stops
-/// waiting for it after `limit` (callers give the timeout they passed to
-/// librdkafka plus `STUCK_GRACE`): librdkafka does not always honour its
+/// Runs a blocking call on tokio's blocking pool and stops waiting for it
+/// after `limit` (the timeout passed to librdkafka plus `STUCK_GRACE`,
+/// see [`Transaction::call`]): librdkafka does not always honour its
 /// timeout (issue #5456), and the loop must not wait for ever. A stuck
 /// call keeps its thread until librdkafka returns; the caller replaces the
 /// producer ([`Error::Stuck`] is fatal to it).
