@@ -266,6 +266,7 @@ pub async fn run(
     let mut pipeline = Pipeline::new(config, transport, restorer, metrics, readiness, events)?;
     let max_wait = Duration::from_millis(pipeline.config.pipeline.batch_max_wait_ms);
     let mut rebalance_poll = tokio::time::interval(REBALANCE_POLL);
+    let consumer_errors = lumen_runtime::kafka::ConsumerErrors::default();
     loop {
         let deadline = pipeline.batch.opened.map(|opened| opened + max_wait);
         tokio::select! {
@@ -286,7 +287,7 @@ pub async fn run(
                             pipeline.flush().await?;
                         }
                     }
-                    Err(error) => tracing::warn!(%error, tag = lumen_runtime::kafka::error_tag(&error), "consumer error"),
+                    Err(error) => consumer_errors.log(&error),
                 }
                 // librdkafka's queue is not a tokio resource: without this
                 // a busy loop would never yield, and the runtime would not

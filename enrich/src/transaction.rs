@@ -234,24 +234,23 @@ impl Transaction {
 /// was passed before it is declared stuck.
 const STUCK_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs a blocking call on tokio's blocking pool and stops waiting for it
-/// after `limit` (the timeout passed to librdkafka plus `STUCK_GRACE`,
-/// see [`Transaction::call`]): librdkafka does not always honour its
-/// timeout (issue #5456), and the loop must not wait for ever. A stuck
-/// call keeps its thread until librdkafka returns; the caller replaces the
-/// producer ([`Error::Stuck`] is fatal to it).
+/// Runs a blocking transactional call and stops waiting for it after
+/// `limit` (the timeout passed to librdkafka plus `STUCK_GRACE`, see
+/// [`Transaction::call`]): librdkafka does not always honour its timeout
+/// (issue #5456). A stuck call keeps its thread until librdkafka returns;
+/// the caller replaces the producer ([`Error::Stuck`] is fatal to it).
 async fn bounded(
     operation: &'static str,
     limit: Duration,
     call: impl FnOnce() -> std::result::Result<(), KafkaError> + Send + 'static,
 ) -> Result<()> {
-    match tokio::time::timeout(limit, tokio::task::spawn_blocking(call)).await {
-        Ok(returned) => returned?.map_err(Error::kafka(operation)),
-        Err(_) => Err(Error::Stuck {
+    lumen_runtime::kafka::call_within(limit, call)
+        .await
+        .ok_or(Error::Stuck {
             operation,
             timeout_ms: limit.as_millis(),
-        }),
-    }
+        })?
+        .map_err(Error::kafka(operation))
 }
 
 /// Whether the producer can no longer be used (fenced by a newer instance,

@@ -2,6 +2,10 @@
 //! topics to read or write, and what to do with failures, is decided by the
 //! binaries.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -68,6 +72,83 @@ pub fn is_transient(error: &KafkaError) -> bool {
     )
 }
 
+/// Runs a blocking librdkafka call on tokio's blocking pool and waits for it
+/// at most `limit`: `None` if it has not returned by then. librdkafka does
+/// not always honour its own timeouts (its issues #5456 and #5511), and a
+/// synchronous offset commit has none: it waits for the group coordinator
+/// as long as the client's group state says there is none. A service must
+/// not wait for ever, so the caller gives up on the client instead; the
+/// call keeps its thread until librdkafka returns.
+pub async fn call_within<T: Send + 'static>(
+    limit: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(call)).await {
+        Ok(Ok(returned)) => Some(returned),
+        Ok(Err(failed)) => match failed.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_cancelled) => None,
+        },
+        Err(_elapsed) => None,
+    }
+}
+
+/// Logs a consumer's errors without flooding the log: librdkafka reports
+/// an unreachable cluster on nearly every poll (about 20 a second were
+/// seen), so each kind of error is logged at most once per interval, with
+/// the number left unlogged since.
+pub struct ConsumerErrors {
+    every: Duration,
+    last: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl Default for ConsumerErrors {
+    /// Each kind at most every 10 s.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10))
+    }
+}
+
+impl ConsumerErrors {
+    /// Logs each kind at most once per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Logs `error` unless its kind was logged less than the interval ago.
+    pub fn log(&self, error: &KafkaError) {
+        let tag = error_tag(error);
+        if let Some(suppressed) = self.admit(tag, Instant::now()) {
+            tracing::warn!(%error, tag, suppressed, "consumer error");
+        }
+    }
+
+    /// Whether an error of kind `tag` is logged at `now`, with how many of
+    /// its kind were not logged since the last one that was.
+    fn admit(&self, tag: &'static str, now: Instant) -> Option<u64> {
+        let Ok(mut last) = self.last.lock() else {
+            return Some(0);
+        };
+        match last.get_mut(tag) {
+            Some((at, suppressed)) if now.duration_since(*at) < self.every => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                last.insert(tag, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::error::KafkaError;
@@ -109,5 +190,31 @@ mod tests {
         assert_eq!(client.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
         assert_eq!(client.get("acks"), Some("1"));
         assert_eq!(client.get("linger.ms"), Some("5"));
+    }
+
+    #[tokio::test]
+    async fn a_call_is_waited_for_only_within_its_limit() {
+        let limit = Duration::from_millis(20);
+        let late = call_within(limit, || std::thread::sleep(Duration::from_millis(300))).await;
+        assert_eq!(late, None);
+        assert_eq!(call_within(limit, || 7).await, Some(7));
+    }
+
+    #[test]
+    fn each_kind_of_consumer_error_is_logged_once_per_interval() {
+        let errors = ConsumerErrors::new(Duration::from_secs(10));
+        let start = Instant::now();
+        let down = error_tag(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown,
+        ));
+        assert_eq!(errors.admit(down, start), Some(0));
+        assert_eq!(errors.admit(down, start + Duration::from_secs(1)), None);
+        assert_eq!(errors.admit(down, start + Duration::from_secs(2)), None);
+        assert_eq!(
+            errors.admit("other", start + Duration::from_secs(2)),
+            Some(0)
+        );
+        assert_eq!(errors.admit(down, start + Duration::from_secs(10)), Some(2));
+        assert_eq!(errors.admit(down, start + Duration::from_secs(11)), None);
     }
 }
