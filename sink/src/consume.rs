@@ -15,20 +15,25 @@
 //! Rebalances discard and rewind: a revoked partition's buffered records are
 //! dropped and its delivery aborted; whoever owns it next reads from the
 //! committed offset, replays the recorded intent with the same deduplication
-//! token, and nothing is lost or doubled. On shutdown, everything read is
-//! sealed and delivered within the shutdown budget.
+//! token, and nothing is lost or doubled. A consumer whose group calls stop
+//! returning is replaced the same way: everything of it is discarded, it is
+//! unsubscribed and never polled again, and a new consumer joins the group.
+//! On shutdown, everything read is sealed and delivered within the shutdown
+//! budget.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
@@ -42,6 +47,22 @@ use crate::metrics::Metrics;
 /// How long a blocking Kafka group call (commit, committed offsets) may take.
 const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a group call may go unanswered before the consumer is given up
+/// on. A synchronous commit has no timeout: librdkafka defers it until the
+/// group coordinator is back, and after a broker restart a consumer's group
+/// state was seen never to come back (every partition's intent commit
+/// waiting for over three minutes while fetching went on). 45 s is the
+/// default session timeout: by then the broker has expired a member whose
+/// coordinator it could not reach, so nothing of the group state is lost.
+const CONSUMER_STUCK_AFTER: Duration = Duration::from_secs(45);
+
+/// How long a rebalance waits for the outgoing assignment's intent commits.
+/// They normally take milliseconds; a commit deferred while the group
+/// coordinator is away was seen never to return while the rebalance
+/// callback waited for it (librdkafka did not serve it until the callback
+/// returned), which froze the sink for good.
+const REBALANCE_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// What the rebalance callback saw, for the loop to apply in order.
 #[derive(Debug)]
 enum RebalanceEvent {
@@ -54,17 +75,105 @@ enum RebalanceEvent {
 pub struct SinkContext {
     topic: String,
     events: Mutex<Vec<RebalanceEvent>>,
-    /// Bumped by every rebalance before librdkafka changes the assignment.
-    /// An intent commit holds the read lock and only commits if its batch
-    /// was read in the current assignment: a commit issued after the
-    /// partition was handed over (by a delivery task aborted while its
-    /// blocking commit waited for a thread) would move the new owner's
-    /// committed offset back to a stale intent.
-    assignment: RwLock<u64>,
+    /// The assignment's number and its intent commits in flight. A commit
+    /// only starts if its batch was read in the current assignment: one
+    /// issued after the partition was handed over (by a delivery task
+    /// aborted while its blocking commit waited for a thread) would move
+    /// the new owner's committed offset back to a stale intent.
+    assignment: Mutex<Assignment>,
+    /// Signalled whenever an intent commit returns.
+    commit_returned: Condvar,
+    /// Set when a rebalance could not wait out the outgoing assignment's
+    /// commits: the rebalance is left unfinished (a commit still pending
+    /// must not land in the next assignment) and the consumer is replaced.
+    stuck: AtomicBool,
     metrics: Metrics,
 }
 
+/// See [`SinkContext::assignment`].
+#[derive(Default)]
+struct Assignment {
+    /// Bumped by every rebalance before librdkafka changes the assignment.
+    generation: u64,
+    /// Intent commits in flight.
+    commits: usize,
+    /// A rebalance waits for the commits in flight; no new one may start.
+    closing: bool,
+}
+
+/// Counts an intent commit in flight for as long as it lives.
+struct InFlight<'a>(&'a SinkContext);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut assignment) = self.0.assignment.lock() {
+            assignment.commits -= 1;
+        }
+        self.0.commit_returned.notify_all();
+    }
+}
+
 impl SinkContext {
+    fn new(topic: &str, metrics: Metrics) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            events: Mutex::new(Vec::new()),
+            assignment: Mutex::new(Assignment::default()),
+            commit_returned: Condvar::new(),
+            stuck: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// Runs `commit` if the assignment numbered `assignment` is still the
+    /// current one and no rebalance is waiting to end it; `None` otherwise,
+    /// or once the consumer is stuck.
+    fn while_assigned<R>(&self, assignment: u64, commit: impl FnOnce() -> R) -> Option<R> {
+        let in_flight = {
+            let mut current = self.assignment.lock().ok()?;
+            if current.generation != assignment || current.closing || self.is_stuck() {
+                return None;
+            }
+            current.commits += 1;
+            InFlight(self)
+        };
+        let result = commit();
+        drop(in_flight);
+        Some(result)
+    }
+
+    /// Ends the current assignment once its commits in flight have
+    /// returned (none starts meanwhile), waiting for them at most `within`;
+    /// `false`, and the consumer is stuck for good, if they have not.
+    fn close_assignment(&self, within: Duration) -> bool {
+        let Ok(mut current) = self.assignment.lock() else {
+            self.stuck.store(true, Ordering::SeqCst);
+            return false;
+        };
+        if self.is_stuck() {
+            return false;
+        }
+        current.closing = true;
+        let Ok((mut current, _)) =
+            self.commit_returned
+                .wait_timeout_while(current, within, |current| current.commits > 0)
+        else {
+            self.stuck.store(true, Ordering::SeqCst);
+            return false;
+        };
+        current.closing = false;
+        if current.commits > 0 {
+            self.stuck.store(true, Ordering::SeqCst);
+            return false;
+        }
+        current.generation += 1;
+        true
+    }
+
+    fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::SeqCst)
+    }
+
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
         list.elements_for_topic(&self.topic)
             .iter()
@@ -79,7 +188,9 @@ impl SinkContext {
     }
 
     fn assignment(&self) -> u64 {
-        self.assignment.read().map_or(0, |generation| *generation)
+        self.assignment
+            .lock()
+            .map_or(0, |assignment| assignment.generation)
     }
 
     fn take(&self) -> Vec<RebalanceEvent> {
@@ -109,17 +220,51 @@ impl ClientContext for SinkContext {
 
 impl ConsumerContext for SinkContext {
     // Runs on the task polling the consumer, inside `recv()`: the loop sees
-    // the event before the first record of the new assignment.
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // Waits for intent commits in flight: they belong to the outgoing
-        // assignment, and none may start until it has changed.
-        if let Ok(mut generation) = self.assignment.write() {
-            *generation += 1;
+    // the event before the first record of the new assignment. Replaces
+    // rdkafka's default to be able to leave the rebalance unfinished.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        event: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        // Intent commits in flight belong to the outgoing assignment, and
+        // none may start until it has changed.
+        if !self.close_assignment(REBALANCE_COMMIT_WAIT) {
+            tracing::error!(
+                waited = ?REBALANCE_COMMIT_WAIT,
+                "intent commits of the outgoing assignment did not return; leaving the rebalance to the consumer's replacement"
+            );
+            return;
         }
-        match rebalance {
-            Rebalance::Revoke(list) => self.push(RebalanceEvent::Revoked(self.partitions(list))),
-            Rebalance::Assign(list) => self.push(RebalanceEvent::Assigned(self.partitions(list))),
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match event {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.push(RebalanceEvent::Assigned(self.partitions(list)));
+                if cooperative {
+                    consumer.incremental_assign(list)
+                } else {
+                    consumer.assign(list)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.push(RebalanceEvent::Revoked(self.partitions(list)));
+                if cooperative {
+                    consumer.incremental_unassign(list)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            error => {
+                tracing::warn!(error = %RDKafkaErrorCode::from(error), "rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = applied {
+            tracing::warn!(%error, "cannot apply the rebalance");
         }
     }
 }
@@ -127,42 +272,75 @@ impl ConsumerContext for SinkContext {
 /// The sink's consumer.
 pub type SinkConsumer = StreamConsumer<SinkContext>;
 
-/// Creates the consumer and subscribes it to `topic`.
-pub fn subscribe(
-    kafka: &lumen_runtime::KafkaConfig,
-    group: &str,
-    topic: &str,
-    metrics: Metrics,
-) -> Result<Arc<SinkConsumer>> {
-    let context = SinkContext {
-        topic: topic.to_owned(),
-        events: Mutex::new(Vec::new()),
-        assignment: RwLock::new(0),
-        metrics,
-    };
-    let consumer: SinkConsumer = kafka
-        .client_config(&[
-            ("group.id", group),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("isolation.level", "read_committed"),
-            ("auto.offset.reset", "earliest"),
-            ("statistics.interval.ms", "5000"),
-            // librdkafka prefetches up to 64 MiB by default, on top of the
-            // batches; a sink catching up needs far less to stay busy.
-            ("queued.max.messages.kbytes", "16384"),
-            // With that smaller queue, the default 1 s pause of a partition's
-            // fetching whenever the queue is full left reading idle between
-            // bursts (`make bench-sink`, 1M rows: 45 500 rows/s with 20 ms,
-            // 41 500 with 1 s).
-            ("fetch.queue.backoff.ms", "20"),
-        ])
-        .create_with_context(context)
-        .map_err(Error::kafka("create consumer"))?;
-    consumer
-        .subscribe(&[topic])
-        .map_err(Error::kafka("subscribe"))?;
-    Ok(Arc::new(consumer))
+/// What a consumer is made from, kept to replace one that stopped answering.
+pub struct Subscription {
+    /// The brokers and client options.
+    pub kafka: lumen_runtime::KafkaConfig,
+    /// The consumer group.
+    pub group: String,
+    /// The topic read.
+    pub topic: String,
+    /// Metrics (lag).
+    pub metrics: Metrics,
+}
+
+impl Subscription {
+    /// Creates a consumer and subscribes it to the topic.
+    pub fn subscribe(&self) -> Result<Arc<SinkConsumer>> {
+        let context = SinkContext::new(&self.topic, self.metrics.clone());
+        let consumer: SinkConsumer = self
+            .kafka
+            .client_config(&[
+                ("group.id", &self.group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("auto.offset.reset", "earliest"),
+                ("statistics.interval.ms", "5000"),
+                // librdkafka prefetches up to 64 MiB by default, on top of
+                // the batches; a sink catching up needs far less to stay busy.
+                ("queued.max.messages.kbytes", "16384"),
+                // With that smaller queue, the default 1 s pause of a
+                // partition's fetching whenever the queue is full left reading
+                // idle between bursts (`make bench-sink`, 1M rows: 45 500
+                // rows/s with 20 ms, 41 500 with 1 s).
+                ("fetch.queue.backoff.ms", "20"),
+            ])
+            .create_with_context(context)
+            .map_err(Error::kafka("create consumer"))?;
+        consumer
+            .subscribe(&[&self.topic])
+            .map_err(Error::kafka("subscribe"))?;
+        Ok(Arc::new(consumer))
+    }
+}
+
+/// Gives up on a consumer without waiting for it: unsubscribed, then
+/// unassigned (finishing a rebalance left open), it leaves the group and
+/// does not rejoin it should its group state recover. It is never polled
+/// again (its rebalance callback would wait for the stuck commit) and is
+/// dropped, on a blocking thread, when its last stuck call returns.
+fn retire(consumer: Arc<SinkConsumer>) {
+    tokio::spawn(async move {
+        let leave = move || {
+            consumer.unsubscribe();
+            consumer.unassign()
+        };
+        match lumen_runtime::kafka::call_within(KAFKA_CALL_TIMEOUT, leave).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => tracing::warn!(%error, "the replaced consumer cannot unassign"),
+            None => tracing::warn!("the replaced consumer did not leave in time"),
+        }
+    });
+}
+
+/// Why a delivery task, or reading a partition's intent, stopped short.
+#[derive(Debug)]
+enum Interrupted {
+    /// The partition was reassigned before the intent was recorded.
+    Reassigned,
+    /// A group call did not return within `CONSUMER_STUCK_AFTER`.
+    ConsumerStuck,
 }
 
 /// What a delivery task hands back.
@@ -179,8 +357,6 @@ pub struct Delivery<T, D> {
     pub writer: Writer<T>,
     /// Sends dead letters.
     pub dead_letters: D,
-    /// The consumer, for intent commits.
-    pub consumer: Arc<SinkConsumer>,
     /// The topic read.
     pub topic: String,
     /// Metrics.
@@ -199,11 +375,15 @@ struct PartitionState {
 /// The loop's state.
 pub struct Sink<T, D> {
     consumer: Arc<SinkConsumer>,
+    subscription: Subscription,
+    /// Set when a group call of `consumer` never returned.
+    consumer_stuck: bool,
+    consumer_errors: lumen_runtime::kafka::ConsumerErrors,
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
     max_buffered: usize,
     partitions: HashMap<i32, PartitionState>,
-    tasks: JoinSet<Option<Delivered>>,
+    tasks: JoinSet<Result<Delivered, Interrupted>>,
     next_epoch: u64,
     /// Offsets acknowledged and committed asynchronously, committed again
     /// synchronously at shutdown.
@@ -211,12 +391,20 @@ pub struct Sink<T, D> {
 }
 
 impl<T: Table, D: DeadLetters> Sink<T, D> {
-    /// A loop reading through `delivery.consumer`, batching within `bounds`
-    /// and holding at most about `max_buffered` records read and not yet
-    /// inserted.
-    pub fn new(delivery: Delivery<T, D>, bounds: Bounds, max_buffered: usize) -> Self {
-        Self {
-            consumer: delivery.consumer.clone(),
+    /// A loop reading through a consumer of `subscription`, batching within
+    /// `bounds` and holding at most about `max_buffered` records read and
+    /// not yet inserted.
+    pub fn new(
+        delivery: Delivery<T, D>,
+        subscription: Subscription,
+        bounds: Bounds,
+        max_buffered: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            consumer: subscription.subscribe()?,
+            subscription,
+            consumer_stuck: false,
+            consumer_errors: lumen_runtime::kafka::ConsumerErrors::default(),
             delivery: Arc::new(delivery),
             bounds,
             max_buffered,
@@ -224,7 +412,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             tasks: JoinSet::new(),
             next_epoch: 0,
             acked: HashMap::new(),
-        }
+        })
     }
 
     /// Runs until `shutdown` fires, then delivers what was read within
@@ -236,6 +424,10 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.apply_rebalances();
+            if self.consumer_stuck {
+                self.replace_consumer().await;
+                continue;
+            }
             self.dispatch();
             self.flow_control();
             tokio::select! {
@@ -252,8 +444,38 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         self.drain(shutdown_timeout).await;
     }
 
+    /// Discards everything read through the stuck consumer, retires it and
+    /// subscribes a new one, which reads again from the committed offsets
+    /// once the group has assigned it the partitions.
+    async fn replace_consumer(&mut self) {
+        let fresh = match self.subscription.subscribe() {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                tracing::error!(%error, "cannot create a consumer to replace the stuck one; retrying");
+                tokio::time::sleep(KAFKA_CALL_TIMEOUT).await;
+                return;
+            }
+        };
+        tracing::error!(
+            "the consumer's group calls did not return in time; replacing it (uncommitted records will be read again)"
+        );
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        for partition in partitions {
+            self.discard(partition);
+        }
+        self.tasks = JoinSet::new();
+        retire(std::mem::replace(&mut self.consumer, fresh));
+        self.consumer_stuck = false;
+        self.delivery.metrics.consumer_replacements.inc();
+    }
+
     fn apply_rebalances(&mut self) {
-        for event in self.consumer.context().take() {
+        let context = self.consumer.context();
+        if context.is_stuck() {
+            self.consumer_stuck = true;
+            return;
+        }
+        for event in context.take() {
             match event {
                 RebalanceEvent::Revoked(partitions) => {
                     for partition in partitions {
@@ -328,7 +550,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 },
             )),
             Err(error) => {
-                tracing::warn!(%error, tag = lumen_runtime::kafka::error_tag(&error), "consumer error");
+                self.consumer_errors.log(&error);
                 None
             }
         }
@@ -340,8 +562,14 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let Some((partition, record)) = incoming else {
             return;
         };
+        if self.consumer_stuck {
+            return;
+        }
         if !self.partitions.contains_key(&partition) {
-            let replay = self.read_intent(partition).await;
+            let Ok(replay) = self.read_intent(partition).await else {
+                self.consumer_stuck = true;
+                return;
+            };
             if let Some(intent) = replay {
                 tracing::info!(
                     partition,
@@ -370,13 +598,15 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     }
 
     /// The intent in `partition`'s committed offset, retried until Kafka
-    /// answers: guessing would risk a different cut, hence duplicates.
-    async fn read_intent(&self, partition: i32) -> Option<Intent> {
+    /// answers (guessing would risk a different cut, hence duplicates) or
+    /// the consumer is deemed stuck.
+    async fn read_intent(&self, partition: i32) -> Result<Option<Intent>, Interrupted> {
         let mut delays = self.delivery.writer.backoff().build();
+        let started = Instant::now();
         loop {
             let consumer = self.consumer.clone();
             let topic = self.delivery.topic.clone();
-            let answer = tokio::task::spawn_blocking(move || {
+            let answer = lumen_runtime::kafka::call_within(CONSUMER_STUCK_AFTER, move || {
                 let mut list = TopicPartitionList::new();
                 list.add_partition(&topic, partition);
                 let committed = consumer.committed_offsets(list, KAFKA_CALL_TIMEOUT)?;
@@ -389,8 +619,8 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             })
             .await;
             match answer {
-                Ok(Ok(intent)) => return intent,
-                Ok(Err(error)) => {
+                Some(Ok(intent)) => return Ok(intent),
+                Some(Err(error)) => {
                     self.delivery
                         .metrics
                         .retries
@@ -398,7 +628,10 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                         .inc();
                     tracing::warn!(%error, partition, "cannot read the committed offset; retrying");
                 }
-                Err(error) => tracing::error!(%error, "committed-offsets task failed"),
+                None => return Err(Interrupted::ConsumerStuck),
+            }
+            if started.elapsed() >= CONSUMER_STUCK_AFTER {
+                return Err(Interrupted::ConsumerStuck);
             }
             tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
         }
@@ -422,6 +655,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 let records = batch.records.len();
                 let handle = self.tasks.spawn(deliver(
                     self.delivery.clone(),
+                    self.consumer.clone(),
                     batch,
                     state.epoch,
                     state.assignment,
@@ -474,11 +708,14 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
-    fn delivered(&mut self, joined: Result<Option<Delivered>, JoinError>) {
+    fn delivered(&mut self, joined: Result<Result<Delivered, Interrupted>, JoinError>) {
         let done = match joined {
-            Ok(Some(done)) => done,
-            // Its partition was reassigned before the intent was recorded.
-            Ok(None) => return,
+            Ok(Ok(done)) => done,
+            Ok(Err(Interrupted::Reassigned)) => return,
+            Ok(Err(Interrupted::ConsumerStuck)) => {
+                self.consumer_stuck = true;
+                return;
+            }
             // Aborted on revocation or shutdown: the replay covers it.
             Err(error) if error.is_cancelled() => return,
             Err(error) => {
@@ -544,29 +781,30 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             return;
         }
         let consumer = self.consumer.clone();
-        match tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await {
-            Ok(Ok(())) => tracing::info!("offsets committed at shutdown"),
-            Ok(Err(error)) => {
+        let commit = move || consumer.commit(&list, CommitMode::Sync);
+        match lumen_runtime::kafka::call_within(KAFKA_CALL_TIMEOUT, commit).await {
+            Some(Ok(())) => tracing::info!("offsets committed at shutdown"),
+            Some(Err(error)) => {
                 tracing::warn!(%error, "final commit failed; replays are deduplicated")
             }
-            Err(error) => tracing::error!(%error, "final commit task failed"),
+            None => tracing::warn!("final commit did not return; replays are deduplicated"),
         }
     }
 }
 
 /// One batch, end to end: intent, insert, dead letters. Every step is
 /// retried until it succeeds; the task is aborted if the partition goes,
-/// and gives up (`None`) if it went before the intent was recorded.
+/// and stops short if it went before the intent was recorded or the
+/// consumer never answered.
 async fn deliver<T: Table, D: DeadLetters>(
     delivery: Arc<Delivery<T, D>>,
+    consumer: Arc<SinkConsumer>,
     batch: Batch,
     epoch: u64,
     assignment: u64,
-) -> Option<Delivered> {
+) -> Result<Delivered, Interrupted> {
     let started = Instant::now();
-    if !commit_intent(&delivery, &batch, assignment).await {
-        return None;
-    }
+    commit_intent(&delivery, &consumer, &batch, assignment).await?;
     let intent_recorded = started.elapsed();
     let written = delivery
         .writer
@@ -602,7 +840,7 @@ async fn deliver<T: Table, D: DeadLetters>(
         delivered = ?started.elapsed(),
         "batch delivered"
     );
-    Some(Delivered {
+    Ok(Delivered {
         partition: batch.partition,
         epoch,
         last_offset: batch.last_offset,
@@ -611,44 +849,44 @@ async fn deliver<T: Table, D: DeadLetters>(
 }
 
 /// Records the batch's range in the committed offset's metadata (committing
-/// its first offset, which also commits everything before it).
-/// Returns `false`, committing nothing, once the partition's assignment
+/// its first offset, which also commits everything before it), retrying
+/// failed commits. Commits nothing once the partition's assignment
 /// `assignment` is over.
 async fn commit_intent<T: Table, D: DeadLetters>(
     delivery: &Arc<Delivery<T, D>>,
+    consumer: &Arc<SinkConsumer>,
     batch: &Batch,
     assignment: u64,
-) -> bool {
+) -> Result<(), Interrupted> {
     let intent = batch.intent();
     let mut delays = delivery.writer.backoff().build();
     loop {
-        let consumer = delivery.consumer.clone();
+        let consumer = consumer.clone();
         let topic = delivery.topic.clone();
         let partition = batch.partition;
-        let result = tokio::task::spawn_blocking(move || {
+        let result = lumen_runtime::kafka::call_within(CONSUMER_STUCK_AFTER, move || {
             let mut list = TopicPartitionList::new();
-            list.add_partition_offset(&topic, partition, Offset::Offset(intent.first_offset))?;
-            if let Some(mut element) = list.find_partition(&topic, partition) {
-                element.set_metadata(intent.encode());
+            let mut element = list.add_partition(&topic, partition);
+            element.set_metadata(intent.encode());
+            if let Err(error) = element.set_offset(Offset::Offset(intent.first_offset)) {
+                return Some(Err(error));
             }
-            let current = consumer.context().assignment.read();
-            if current.as_deref().ok() != Some(&assignment) {
-                return Ok(false);
-            }
-            consumer.commit(&list, CommitMode::Sync).map(|()| true)
+            let commit = || consumer.commit(&list, CommitMode::Sync);
+            consumer.context().while_assigned(assignment, commit)
         })
         .await;
         match result {
-            Ok(Ok(committed)) => return committed,
-            Ok(Err(error)) => {
+            Some(Some(Ok(()))) => return Ok(()),
+            Some(None) => return Err(Interrupted::Reassigned),
+            Some(Some(Err(error))) => {
                 delivery
                     .metrics
                     .retries
                     .with_label_values(&["intent_commit"])
                     .inc();
-                tracing::warn!(%error, partition, "cannot record the batch intent; retrying");
+                tracing::warn!(%error, partition = batch.partition, "cannot record the batch intent; retrying");
             }
-            Err(error) => tracing::error!(%error, "intent commit task failed"),
+            None => return Err(Interrupted::ConsumerStuck),
         }
         tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
     }
@@ -679,5 +917,76 @@ async fn send_dead_letters<T: Table, D: DeadLetters>(
             .with_label_values(&[letter.reason])
             .inc();
         tracing::warn!(partition = letter.partition, offset = letter.offset, reason = letter.reason, detail = %letter.detail, "record sent to the dead-letter topic");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Arc<SinkContext> {
+        Arc::new(SinkContext::new("t", Metrics::new().expect("metrics")))
+    }
+
+    #[test]
+    fn a_rebalance_ends_the_assignment_its_commits_belong_to() {
+        let context = context();
+        assert_eq!(context.while_assigned(0, || "committed"), Some("committed"));
+        assert!(context.close_assignment(Duration::ZERO));
+        assert_eq!(context.assignment(), 1);
+        assert_eq!(context.while_assigned(0, || "committed"), None);
+        assert_eq!(context.while_assigned(1, || "committed"), Some("committed"));
+        assert!(!context.is_stuck());
+    }
+
+    #[test]
+    fn a_rebalance_waits_for_the_commit_in_flight_and_lets_no_new_one_start() {
+        let context = context();
+        let (started, commit_started) = std::sync::mpsc::channel();
+        let committing = {
+            let context = context.clone();
+            std::thread::spawn(move || {
+                context.while_assigned(0, || {
+                    started.send(()).expect("test alive");
+                    std::thread::sleep(Duration::from_millis(200));
+                })
+            })
+        };
+        commit_started.recv().expect("commit started");
+        let late = {
+            let context = context.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                context.while_assigned(0, || ())
+            })
+        };
+        assert!(context.close_assignment(Duration::from_secs(10)));
+        assert_eq!(committing.join().expect("commit thread"), Some(()));
+        assert_eq!(late.join().expect("late commit thread"), None);
+        assert_eq!(context.assignment(), 1);
+        assert!(!context.is_stuck());
+    }
+
+    #[test]
+    fn a_commit_that_outlasts_the_rebalance_wait_makes_the_consumer_stuck() {
+        let context = context();
+        let (started, commit_started) = std::sync::mpsc::channel();
+        let committing = {
+            let context = context.clone();
+            std::thread::spawn(move || {
+                context.while_assigned(0, || {
+                    started.send(()).expect("test alive");
+                    std::thread::sleep(Duration::from_millis(500));
+                })
+            })
+        };
+        commit_started.recv().expect("commit started");
+        assert!(!context.close_assignment(Duration::from_millis(50)));
+        assert!(context.is_stuck());
+        assert_eq!(committing.join().expect("commit thread"), Some(()));
+        // Stuck for good: no later commit, no later rebalance.
+        assert_eq!(context.while_assigned(0, || ()), None);
+        assert!(!context.close_assignment(Duration::from_secs(1)));
+        assert_eq!(context.assignment(), 0);
     }
 }

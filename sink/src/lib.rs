@@ -22,7 +22,7 @@ pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
 
 use crate::batch::Bounds;
-use crate::consume::{Delivery, Sink};
+use crate::consume::{Delivery, Sink, Subscription};
 use crate::decode::Decoder;
 use crate::dlq::KafkaDeadLetters;
 use crate::insert::{ClickHouseTable, Table, Writer};
@@ -77,12 +77,6 @@ pub async fn run_with<T: Table>(
     migrate(&config).await?;
 
     let topic = &config.topics.enriched;
-    let consumer = consume::subscribe(
-        &config.kafka,
-        &config.consumer_group,
-        topic,
-        metrics.clone(),
-    )?;
     let writer = Writer::new(
         table(config.clickhouse.client(), config.batch.insert_timeout()),
         Decoder::new().map_err(Error::Codec)?,
@@ -95,7 +89,12 @@ pub async fn run_with<T: Table>(
     let delivery = Delivery {
         writer,
         dead_letters: KafkaDeadLetters::new(&config.kafka, &config.topics.dlq, topic)?,
-        consumer,
+        topic: topic.clone(),
+        metrics: metrics.clone(),
+    };
+    let subscription = Subscription {
+        kafka: config.kafka.clone(),
+        group: config.consumer_group.clone(),
         topic: topic.clone(),
         metrics,
     };
@@ -104,10 +103,15 @@ pub async fn run_with<T: Table>(
         max_bytes: config.batch.max_bytes,
         max_age: config.batch.max_age(),
     };
+    let sink = Sink::new(
+        delivery,
+        subscription,
+        bounds,
+        config.batch.max_buffered_rows,
+    )?;
     readiness.set(true);
     tracing::info!(%topic, group = %config.consumer_group, admin = %admin.local_addr, "sink running");
-    Sink::new(delivery, bounds, config.batch.max_buffered_rows)
-        .run(shutdown.clone(), config.batch.shutdown_timeout())
+    sink.run(shutdown.clone(), config.batch.shutdown_timeout())
         .await;
     readiness.set(false);
     shutdown.trigger();

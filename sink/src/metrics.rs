@@ -44,6 +44,8 @@ pub struct Metrics {
     pub dlq_rows: IntCounterVec,
     /// Offset commits that failed (the next commit or a replay covers them).
     pub commit_failures: IntCounter,
+    /// Consumers given up on because a group call never returned.
+    pub consumer_replacements: IntCounter,
     /// Consumer lag per partition, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
     /// Partitions paused because ClickHouse is behind.
@@ -94,6 +96,10 @@ impl Metrics {
             "lumen_sink_commit_failures_total",
             "Offset commits that failed; the next commit or a replay covers them.",
         )?;
+        let consumer_replacements = IntCounter::new(
+            "lumen_sink_consumer_replacements_total",
+            "Kafka consumers replaced because an offset commit or fetch never returned.",
+        )?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "lumen_sink_consumer_lag_messages",
@@ -110,7 +116,7 @@ impl Metrics {
             "Records read and not yet acknowledged by ClickHouse.",
         )?;
         let last_insert = LastInsert::new()?;
-        let collectors: [Box<dyn Collector>; 11] = [
+        let collectors: [Box<dyn Collector>; 12] = [
             Box::new(records_consumed.clone()),
             Box::new(rows_written.clone()),
             Box::new(batch_rows.clone()),
@@ -118,6 +124,7 @@ impl Metrics {
             Box::new(retries.clone()),
             Box::new(dlq_rows.clone()),
             Box::new(commit_failures.clone()),
+            Box::new(consumer_replacements.clone()),
             Box::new(consumer_lag.clone()),
             Box::new(paused_partitions.clone()),
             Box::new(buffered_rows.clone()),
@@ -135,6 +142,7 @@ impl Metrics {
             retries,
             dlq_rows,
             commit_failures,
+            consumer_replacements,
             consumer_lag,
             paused_partitions,
             buffered_rows,

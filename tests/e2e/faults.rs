@@ -20,6 +20,9 @@ enum Fault {
     KillEnrich,
     KillSink,
     RestartKafka,
+    /// The broker stopped (SIGSTOP) and continued: connections stay open
+    /// and nothing is answered, as in a long GC pause or a stalled VM.
+    FreezeKafka(Duration),
     ClickHouseOutage(Duration),
 }
 
@@ -29,6 +32,24 @@ fn local(script: &str, action: &str) {
         .status()
         .unwrap_or_else(|e| panic!("{script} {action}: {e}"));
     assert!(status.success(), "{script} {action} failed: {status}");
+}
+
+fn kafka_pid() -> String {
+    let output = Command::new(workspace_root().join("deploy/local/kafka.sh"))
+        .arg("pid")
+        .output()
+        .expect("kafka.sh pid");
+    let pid = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(!pid.is_empty(), "Kafka is not running");
+    pid
+}
+
+fn signal(pid: &str, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
 }
 
 async fn inject(pipeline: &mut Pipeline, fault: Fault, rng: &mut StdRng) {
@@ -41,6 +62,15 @@ async fn inject(pipeline: &mut Pipeline, fault: Fault, rng: &mut StdRng) {
             tokio::task::spawn_blocking(|| local("kafka.sh", "restart"))
                 .await
                 .expect("kafka restart");
+            return;
+        }
+        Fault::FreezeKafka(freeze) => {
+            let pid = tokio::task::spawn_blocking(kafka_pid)
+                .await
+                .expect("kafka pid");
+            signal(&pid, "STOP");
+            tokio::time::sleep(freeze).await;
+            signal(&pid, "CONT");
             return;
         }
         Fault::ClickHouseOutage(outage) => {
@@ -128,6 +158,19 @@ async fn sigkill_of_each_service_under_load_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_restart_loses_and_doubles_nothing() {
     survive("kafka_restart", 25, &[(Fault::RestartKafka, 6, 10)]).await;
+}
+
+/// A broker that answers nothing for longer than the session timeout: the
+/// group loses every member, and enrich's transactional calls outlast their
+/// bound, so its producer is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_frozen_for_60s_loses_and_doubles_nothing() {
+    survive(
+        "kafka_freeze",
+        25,
+        &[(Fault::FreezeKafka(Duration::from_secs(60)), 5, 8)],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
