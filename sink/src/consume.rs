@@ -939,30 +939,38 @@ mod tests {
         assert!(!context.is_stuck());
     }
 
+    /// An intent commit on another thread: it waits for a rebalance to
+    /// start closing the assignment, tries to start a second commit, then
+    /// lasts `lasting` more. Returns once the first commit has started; the
+    /// thread yields whether the second one started.
+    fn commit_during_rebalance(
+        context: &Arc<SinkContext>,
+        lasting: Duration,
+    ) -> std::thread::JoinHandle<Option<bool>> {
+        let (started, commit_started) = std::sync::mpsc::channel();
+        let context = context.clone();
+        let commit = std::thread::spawn(move || {
+            context.while_assigned(0, || {
+                started.send(()).expect("test alive");
+                let closing = || context.assignment.lock().map_or(true, |a| a.closing);
+                while !closing() && !context.is_stuck() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let second = context.while_assigned(0, || ()).is_some();
+                std::thread::sleep(lasting);
+                second
+            })
+        });
+        commit_started.recv().expect("commit started");
+        commit
+    }
+
     #[test]
     fn a_rebalance_waits_for_the_commit_in_flight_and_lets_no_new_one_start() {
         let context = context();
-        let (started, commit_started) = std::sync::mpsc::channel();
-        let committing = {
-            let context = context.clone();
-            std::thread::spawn(move || {
-                context.while_assigned(0, || {
-                    started.send(()).expect("test alive");
-                    std::thread::sleep(Duration::from_millis(200));
-                })
-            })
-        };
-        commit_started.recv().expect("commit started");
-        let late = {
-            let context = context.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
-                context.while_assigned(0, || ())
-            })
-        };
+        let commit = commit_during_rebalance(&context, Duration::from_millis(100));
         assert!(context.close_assignment(Duration::from_secs(10)));
-        assert_eq!(committing.join().expect("commit thread"), Some(()));
-        assert_eq!(late.join().expect("late commit thread"), None);
+        assert_eq!(commit.join().expect("commit thread"), Some(false));
         assert_eq!(context.assignment(), 1);
         assert!(!context.is_stuck());
     }
@@ -970,20 +978,10 @@ mod tests {
     #[test]
     fn a_commit_that_outlasts_the_rebalance_wait_makes_the_consumer_stuck() {
         let context = context();
-        let (started, commit_started) = std::sync::mpsc::channel();
-        let committing = {
-            let context = context.clone();
-            std::thread::spawn(move || {
-                context.while_assigned(0, || {
-                    started.send(()).expect("test alive");
-                    std::thread::sleep(Duration::from_millis(500));
-                })
-            })
-        };
-        commit_started.recv().expect("commit started");
+        let commit = commit_during_rebalance(&context, Duration::from_millis(500));
         assert!(!context.close_assignment(Duration::from_millis(50)));
         assert!(context.is_stuck());
-        assert_eq!(committing.join().expect("commit thread"), Some(()));
+        assert_eq!(commit.join().expect("commit thread"), Some(false));
         // Stuck for good: no later commit, no later rebalance.
         assert_eq!(context.while_assigned(0, || ()), None);
         assert!(!context.close_assignment(Duration::from_secs(1)));

@@ -161,8 +161,9 @@ async fn kafka_restart_loses_and_doubles_nothing() {
 }
 
 /// A broker that answers nothing for longer than the session timeout: the
-/// group loses every member, and enrich's transactional calls outlast their
-/// bound, so its producer is replaced.
+/// group loses every member; enrich's transactional calls outlast their
+/// bound, so its producer is replaced, and an intent commit caught by the
+/// freeze outlasts the sink's rebalance wait, so its consumer is replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_frozen_for_60s_loses_and_doubles_nothing() {
     survive(
