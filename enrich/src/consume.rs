@@ -59,8 +59,12 @@ const ABORT_BACKOFF: Duration = Duration::from_millis(500);
 /// to itself again of jitter: 26 to 52 s of waiting before the service
 /// gives up.
 const RESTORE_ATTEMPTS: usize = 8;
-/// How often librdkafka reports statistics (consumer lag).
+/// How often librdkafka reports statistics (consumer lag, group state).
 const STATISTICS_INTERVAL_MS: &str = "5000";
+/// How long the consumer's group may be without a coordinator before the
+/// pipeline is started again with new clients: librdkafka's default
+/// session timeout, after which the broker has expired the member anyway.
+const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
 
 /// A partition change reported by the consumer context.
 #[derive(Debug)]
@@ -73,11 +77,13 @@ enum RebalanceEvent {
 struct LoopContext {
     events: UnboundedSender<RebalanceEvent>,
     raw_topic: String,
+    group: lumen_runtime::kafka::GroupWatch,
     metrics: Metrics,
 }
 
 impl ClientContext for LoopContext {
     fn stats(&self, statistics: Statistics) {
+        self.group.observe(&statistics);
         let Some(topic) = statistics.topics.get(&self.raw_topic) else {
             return;
         };
@@ -211,6 +217,7 @@ pub async fn run(
     let context = LoopContext {
         events: sender,
         raw_topic: config.topics.raw.clone(),
+        group: lumen_runtime::kafka::GroupWatch::default(),
         metrics: metrics.clone(),
     };
     let consumer: StreamConsumer<LoopContext> = config
@@ -273,7 +280,19 @@ pub async fn run(
             biased;
             () = shutdown.wait() => break,
             () = sleep_until(deadline), if deadline.is_some() => pipeline.flush().await?,
-            _ = rebalance_poll.tick() => pipeline.handle_rebalances().await?,
+            _ = rebalance_poll.tick() => {
+                if consumer.context().group.down_for(GROUP_LOST_AFTER) {
+                    // Closing a consumer in that state can block for good
+                    // (librdkafka #3740): the clients go on a blocking
+                    // thread, not awaited; the open transaction is aborted
+                    // by the next producer's `init_transactions`.
+                    tokio::task::spawn_blocking(move || drop((pipeline, consumer)));
+                    return Err(Error::GroupLost {
+                        after_ms: GROUP_LOST_AFTER.as_millis(),
+                    });
+                }
+                pipeline.handle_rebalances().await?;
+            }
             message = consumer.recv() => {
                 pipeline.handle_rebalances().await?;
                 match message {

@@ -57,6 +57,15 @@ pub enum Error {
         /// How long it was waited for.
         timeout_ms: u128,
     },
+    /// The consumer's group had no coordinator for too long: librdkafka can
+    /// leave a consumer with no broker to ask for one, for good (see
+    /// `lumen_runtime::kafka::GroupWatch`). The pipeline is started again
+    /// with new clients.
+    #[error("the consumer's group had no coordinator for {after_ms} ms")]
+    GroupLost {
+        /// How long it was without one.
+        after_ms: u128,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -86,6 +95,7 @@ impl Error {
             Self::Config(_) => "config",
             Self::RestoreTimeout { .. } => "restore_timeout",
             Self::Stuck { .. } => "stuck",
+            Self::GroupLost { .. } => "group_lost",
             Self::Task(_) => "task",
             Self::Io(_) => "io",
             Self::Json { .. } => "json",

@@ -56,7 +56,22 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     .await?;
     let admin_addr = admin.local_addr;
     let task = tokio::spawn(async move {
-        let result = consume::run(config, metrics, readiness, shutdown.clone()).await;
+        let result = loop {
+            let result = consume::run(
+                config.clone(),
+                metrics.clone(),
+                readiness.clone(),
+                shutdown.clone(),
+            )
+            .await;
+            match result {
+                Err(error @ Error::GroupLost { .. }) => {
+                    tracing::error!(%error, "starting the pipeline again with new Kafka clients");
+                    metrics.consumer_replacements.inc();
+                }
+                result => break result,
+            }
+        };
         // A fatal pipeline error stops the admin server too.
         shutdown.trigger();
         admin.task.await??;

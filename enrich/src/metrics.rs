@@ -49,6 +49,9 @@ pub struct Metrics {
     pub restore_duration: Histogram,
     /// Restores attempted again after a transient Kafka error.
     pub restore_retries: IntCounter,
+    /// Pipelines restarted because the consumer's group had no coordinator
+    /// for too long.
+    pub consumer_replacements: IntCounter,
     /// Consumer lag per partition of `lumen.raw`, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
     /// Shares held in the token store.
@@ -133,6 +136,10 @@ impl Metrics {
                 "lumen_enrich_restore_retries_total",
                 "Restores attempted again after a transient Kafka error.",
             )?,
+            consumer_replacements: IntCounter::new(
+                "lumen_enrich_consumer_replacements_total",
+                "Consumers (with their pipeline) replaced because their group had no coordinator for too long.",
+            )?,
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "lumen_enrich_consumer_lag_messages",
@@ -171,6 +178,7 @@ impl Metrics {
         registry.register(Box::new(metrics.transaction_duration.clone()))?;
         registry.register(Box::new(metrics.restore_duration.clone()))?;
         registry.register(Box::new(metrics.restore_retries.clone()))?;
+        registry.register(Box::new(metrics.consumer_replacements.clone()))?;
         registry.register(Box::new(metrics.consumer_lag.clone()))?;
         registry.register(Box::new(metrics.token_store_entries.clone()))?;
         registry.register(Box::new(metrics.token_store_bytes.clone()))?;
@@ -285,7 +293,7 @@ mod tests {
             label.with_label_values(&["x"]).inc();
         }
         let families = registry.gather();
-        assert_eq!(families.len(), 17);
+        assert_eq!(families.len(), 18);
         assert!(
             families
                 .iter()

@@ -8,16 +8,29 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 
 use crate::config::KafkaConfig;
 
+/// Settings every Lumen client starts from, before the binary's defaults.
+///
+/// `metadata.recovery.rebootstrap.trigger.ms`: librdkafka 2.12 drops a
+/// broker that a metadata response leaves out, and a broker coming back
+/// from a restart or a stall answers such responses while its controller
+/// still fences it. A client that dropped its only broker has none left to
+/// ask and waits for the re-bootstrap, after 5 minutes by default (seen:
+/// enrich's consumer idle for over 3 minutes after Kafka was frozen for
+/// 60 s, "no broker available for coordinator query"). 10 s bounds that.
+const CLIENT_DEFAULTS: &[(&str, &str)] = &[("metadata.recovery.rebootstrap.trigger.ms", "10000")];
+
 impl KafkaConfig {
-    /// A client config with the brokers, then the `--kafka-option` overrides
-    /// applied last so that an operator can change any default a binary sets.
+    /// A client config with the brokers, the settings every Lumen client
+    /// shares, the binary's `defaults`, then the `--kafka-option` overrides
+    /// applied last so that an operator can change any of them.
     pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
-        for (key, value) in defaults {
+        for (key, value) in CLIENT_DEFAULTS.iter().chain(defaults) {
             config.set(*key, *value);
         }
         for (key, value) in &self.options {
@@ -90,6 +103,46 @@ pub async fn call_within<T: Send + 'static>(
             Err(_cancelled) => None,
         },
         Err(_elapsed) => None,
+    }
+}
+
+/// Tells how long a consumer's group has been without a coordinator, from
+/// its statistics. librdkafka can leave a consumer with no broker to ask
+/// for one (its issues #5511 and #3740: a broker dropped from metadata is
+/// decommissioned): seen here after Kafka stalled for 60 s, the group
+/// state stayed in `query-coord` for minutes while the re-bootstrap did
+/// not bring it back, and the consumer never rejoined. The binaries replace
+/// a consumer whose group has been down too long.
+pub struct GroupWatch {
+    last_up: Mutex<Instant>,
+}
+
+impl Default for GroupWatch {
+    fn default() -> Self {
+        Self {
+            last_up: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl GroupWatch {
+    /// Records a statistics report of the consumer.
+    pub fn observe(&self, statistics: &Statistics) {
+        let up = statistics
+            .cgrp
+            .as_ref()
+            .is_some_and(|group| group.state == "up");
+        if up && let Ok(mut last_up) = self.last_up.lock() {
+            *last_up = Instant::now();
+        }
+    }
+
+    /// Whether no report has shown the group up for `limit` (counted from
+    /// the watch's creation until the first such report).
+    pub fn down_for(&self, limit: Duration) -> bool {
+        self.last_up
+            .lock()
+            .is_ok_and(|last_up| last_up.elapsed() >= limit)
     }
 }
 
@@ -190,6 +243,10 @@ mod tests {
         assert_eq!(client.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
         assert_eq!(client.get("acks"), Some("1"));
         assert_eq!(client.get("linger.ms"), Some("5"));
+        assert_eq!(
+            client.get("metadata.recovery.rebootstrap.trigger.ms"),
+            Some("10000")
+        );
     }
 
     #[tokio::test]
@@ -216,5 +273,28 @@ mod tests {
         );
         assert_eq!(errors.admit(down, start + Duration::from_secs(10)), Some(2));
         assert_eq!(errors.admit(down, start + Duration::from_secs(11)), None);
+    }
+
+    fn report(state: &str) -> Statistics {
+        Statistics {
+            cgrp: Some(rdkafka::statistics::ConsumerGroup {
+                state: state.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_group_is_down_until_a_report_shows_it_up() {
+        let watch = GroupWatch::default();
+        assert!(watch.down_for(Duration::ZERO));
+        assert!(!watch.down_for(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(30));
+        watch.observe(&report("query-coord"));
+        watch.observe(&Statistics::default());
+        assert!(watch.down_for(Duration::from_millis(20)));
+        watch.observe(&report("up"));
+        assert!(!watch.down_for(Duration::from_millis(20)));
     }
 }

@@ -87,6 +87,8 @@ pub struct SinkContext {
     /// commits: the rebalance is left unfinished (a commit still pending
     /// must not land in the next assignment) and the consumer is replaced.
     stuck: AtomicBool,
+    /// How long the group has been without a coordinator.
+    group: lumen_runtime::kafka::GroupWatch,
     metrics: Metrics,
 }
 
@@ -121,6 +123,7 @@ impl SinkContext {
             assignment: Mutex::new(Assignment::default()),
             commit_returned: Condvar::new(),
             stuck: AtomicBool::new(false),
+            group: lumen_runtime::kafka::GroupWatch::default(),
             metrics,
         }
     }
@@ -170,8 +173,10 @@ impl SinkContext {
         true
     }
 
+    /// Whether the consumer must be replaced: a rebalance could not end,
+    /// or the group has had no coordinator for `CONSUMER_STUCK_AFTER`.
     fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::SeqCst)
+        self.stuck.load(Ordering::SeqCst) || self.group.down_for(CONSUMER_STUCK_AFTER)
     }
 
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
@@ -203,6 +208,7 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
+        self.group.observe(&statistics);
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };

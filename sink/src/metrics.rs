@@ -44,7 +44,8 @@ pub struct Metrics {
     pub dlq_rows: IntCounterVec,
     /// Offset commits that failed (the next commit or a replay covers them).
     pub commit_failures: IntCounter,
-    /// Consumers given up on because a group call never returned.
+    /// Consumers given up on because a group call never returned or the
+    /// group had no coordinator for too long.
     pub consumer_replacements: IntCounter,
     /// Consumer lag per partition, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
@@ -98,7 +99,7 @@ impl Metrics {
         )?;
         let consumer_replacements = IntCounter::new(
             "lumen_sink_consumer_replacements_total",
-            "Kafka consumers replaced because an offset commit or fetch never returned.",
+            "Kafka consumers replaced because a group call never returned or the group had no coordinator for 45 s.",
         )?;
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
