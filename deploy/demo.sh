@@ -8,7 +8,10 @@
 #   deploy/demo.sh stop     stop the demo's services and site (then `make down`)
 #
 # Settings: LUMEN_DEMO_RATE (readers/s, 40), LUMEN_DEMO_SECONDS (60),
-# LUMEN_DEMO_SITE_PORT (8000), LUMEN_DEMO_SEED (1).
+# LUMEN_DEMO_SITE_PORT (8000), LUMEN_DEMO_SEED (the clock: the generator's
+# event ids follow from the seed, and enrich drops an event id it has seen,
+# so a second run with the same seed on the same Kafka would send only
+# duplicates).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +20,7 @@ STATE=$ROOT/.lumen/demo
 RATE=${LUMEN_DEMO_RATE:-40}
 SECONDS_OF_TRAFFIC=${LUMEN_DEMO_SECONDS:-60}
 SITE_PORT=${LUMEN_DEMO_SITE_PORT:-8000}
-SEED=${LUMEN_DEMO_SEED:-1}
+SEED=${LUMEN_DEMO_SEED:-$(date +%s)}
 CLICKHOUSE=http://127.0.0.1:${LUMEN_CLICKHOUSE_HTTP_PORT:-8123}
 SERVICES=(sink enrich ingest)
 declare -A ADMIN_PORT=([ingest]=9101 [enrich]=9102 [sink]=9103)
@@ -128,7 +131,7 @@ cat "$STATE/traffic.out"
 expected=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["events"])' "$STATE/truth.json")
 deadline=$((SECONDS + 60))
 until (( $(curl -sS "$CLICKHOUSE/" --data-binary "SELECT count() FROM lumen.events WHERE site_id = 'demo' AND received_at >= toDateTime($started)") >= expected )); do
-    ((SECONDS < deadline)) || { echo "ClickHouse has not caught up with the $expected events after 60 s" >&2; break; }
+    ((SECONDS < deadline)) || die "ClickHouse has not caught up with the $expected events after 60 s (see $STATE/*.log)"
     sleep 0.5
 done
 echo "ClickHouse holds all $expected events sent:"
