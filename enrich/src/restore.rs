@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use lumen_runtime::{KafkaConfig, TopicsConfig};
 use lumen_schemas::{Codec, RawEvent, ShareRecord};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
 
@@ -32,9 +32,24 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// still reading (a restore holds the loop: it must not be silent).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
+/// The restore consumer's context: the end of a partition is how a restore
+/// knows it is done, not an error to report (rdkafka's default logs every
+/// client error at ERROR, three lines per restore).
+struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// Reads partitions of a topic from a start offset to an end.
 pub struct Restorer {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RestoreContext>,
     deadline: Duration,
 }
 
@@ -56,7 +71,7 @@ impl Restorer {
                 // partition, even an empty one, would pay it.
                 ("fetch.wait.max.ms", "20"),
             ])
-            .create()
+            .create_with_context(RestoreContext)
             .map_err(Error::kafka("create restore consumer"))?;
         Ok(Self { consumer, deadline })
     }
