@@ -61,10 +61,6 @@ const ABORT_BACKOFF: Duration = Duration::from_millis(500);
 const RESTORE_ATTEMPTS: usize = 8;
 /// How often librdkafka reports statistics (consumer lag, group state).
 const STATISTICS_INTERVAL_MS: &str = "5000";
-/// How long the consumer's group may be without a coordinator before the
-/// pipeline is started again with new clients: librdkafka's default
-/// session timeout, after which the broker has expired the member anyway.
-const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
 
 /// A partition change reported by the consumer context.
 #[derive(Debug)]
@@ -281,14 +277,14 @@ pub async fn run(
             () = shutdown.wait() => break,
             () = sleep_until(deadline), if deadline.is_some() => pipeline.flush().await?,
             _ = rebalance_poll.tick() => {
-                if consumer.context().group.down_for(GROUP_LOST_AFTER) {
+                if consumer.context().group.lost() {
                     // Closing a consumer in that state can block for good
                     // (librdkafka #3740): the clients go on a blocking
                     // thread, not awaited; the open transaction is aborted
                     // by the next producer's `init_transactions`.
                     tokio::task::spawn_blocking(move || drop((pipeline, consumer)));
                     return Err(Error::GroupLost {
-                        after_ms: GROUP_LOST_AFTER.as_millis(),
+                        after_ms: lumen_runtime::kafka::GROUP_LOST_AFTER.as_millis(),
                     });
                 }
                 pipeline.handle_rebalances().await?;

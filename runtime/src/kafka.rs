@@ -106,6 +106,12 @@ pub async fn call_within<T: Send + 'static>(
     }
 }
 
+/// How long a consumer's group may be without a coordinator before the
+/// consumer is given up on: librdkafka's default session timeout, after
+/// which the broker has expired a member that could not reach its
+/// coordinator, so nothing of the group state is lost by replacing it.
+pub const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
+
 /// Tells how long a consumer's group has been without a coordinator, from
 /// its statistics. librdkafka can leave a consumer with no broker to ask
 /// for one (its issues #5511 and #3740: a broker dropped from metadata is
@@ -137,9 +143,13 @@ impl GroupWatch {
         }
     }
 
-    /// Whether no report has shown the group up for `limit` (counted from
-    /// the watch's creation until the first such report).
-    pub fn down_for(&self, limit: Duration) -> bool {
+    /// Whether no report has shown the group up for [`GROUP_LOST_AFTER`]
+    /// (counted from the watch's creation until the first such report).
+    pub fn lost(&self) -> bool {
+        self.down_for(GROUP_LOST_AFTER)
+    }
+
+    fn down_for(&self, limit: Duration) -> bool {
         self.last_up
             .lock()
             .is_ok_and(|last_up| last_up.elapsed() >= limit)

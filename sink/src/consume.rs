@@ -51,10 +51,9 @@ const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// on. A synchronous commit has no timeout: librdkafka defers it until the
 /// group coordinator is back, and after a broker restart a consumer's group
 /// state was seen never to come back (every partition's intent commit
-/// waiting for over three minutes while fetching went on). 45 s is the
-/// default session timeout: by then the broker has expired a member whose
-/// coordinator it could not reach, so nothing of the group state is lost.
-const CONSUMER_STUCK_AFTER: Duration = Duration::from_secs(45);
+/// waiting for over three minutes while fetching went on). As long as a
+/// group may go without a coordinator, for the same reason.
+const CONSUMER_STUCK_AFTER: Duration = lumen_runtime::kafka::GROUP_LOST_AFTER;
 
 /// How long a rebalance waits for the outgoing assignment's intent commits.
 /// They normally take milliseconds; a commit deferred while the group
@@ -83,9 +82,11 @@ pub struct SinkContext {
     assignment: Mutex<Assignment>,
     /// Signalled whenever an intent commit returns.
     commit_returned: Condvar,
-    /// Set when a rebalance could not wait out the outgoing assignment's
-    /// commits: the rebalance is left unfinished (a commit still pending
-    /// must not land in the next assignment) and the consumer is replaced.
+    /// Set when the consumer must be replaced: a rebalance could not wait
+    /// out the outgoing assignment's commits (the rebalance is left
+    /// unfinished: a commit still pending must not land in the next
+    /// assignment), a group call never returned, or the group has had no
+    /// coordinator for too long.
     stuck: AtomicBool,
     /// How long the group has been without a coordinator.
     group: lumen_runtime::kafka::GroupWatch,
@@ -150,7 +151,7 @@ impl SinkContext {
     /// `false`, and the consumer is stuck for good, if they have not.
     fn close_assignment(&self, within: Duration) -> bool {
         let Ok(mut current) = self.assignment.lock() else {
-            self.stuck.store(true, Ordering::SeqCst);
+            self.give_up();
             return false;
         };
         if self.is_stuck() {
@@ -161,22 +162,26 @@ impl SinkContext {
             self.commit_returned
                 .wait_timeout_while(current, within, |current| current.commits > 0)
         else {
-            self.stuck.store(true, Ordering::SeqCst);
+            self.give_up();
             return false;
         };
         current.closing = false;
         if current.commits > 0 {
-            self.stuck.store(true, Ordering::SeqCst);
+            self.give_up();
             return false;
         }
         current.generation += 1;
         true
     }
 
-    /// Whether the consumer must be replaced: a rebalance could not end,
-    /// or the group has had no coordinator for `CONSUMER_STUCK_AFTER`.
+    /// Marks the consumer for replacement, for good.
+    fn give_up(&self) {
+        self.stuck.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the consumer must be replaced.
     fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::SeqCst) || self.group.down_for(CONSUMER_STUCK_AFTER)
+        self.stuck.load(Ordering::SeqCst)
     }
 
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
@@ -209,6 +214,9 @@ impl SinkContext {
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
         self.group.observe(&statistics);
+        if self.group.lost() {
+            self.give_up();
+        }
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
         };
@@ -340,15 +348,6 @@ fn retire(consumer: Arc<SinkConsumer>) {
     });
 }
 
-/// Why a delivery task, or reading a partition's intent, stopped short.
-#[derive(Debug)]
-enum Interrupted {
-    /// The partition was reassigned before the intent was recorded.
-    Reassigned,
-    /// A group call did not return within `CONSUMER_STUCK_AFTER`.
-    ConsumerStuck,
-}
-
 /// What a delivery task hands back.
 struct Delivered {
     partition: i32,
@@ -382,14 +381,12 @@ struct PartitionState {
 pub struct Sink<T, D> {
     consumer: Arc<SinkConsumer>,
     subscription: Subscription,
-    /// Set when a group call of `consumer` never returned.
-    consumer_stuck: bool,
     consumer_errors: lumen_runtime::kafka::ConsumerErrors,
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
     max_buffered: usize,
     partitions: HashMap<i32, PartitionState>,
-    tasks: JoinSet<Result<Delivered, Interrupted>>,
+    tasks: JoinSet<Option<Delivered>>,
     next_epoch: u64,
     /// Offsets acknowledged and committed asynchronously, committed again
     /// synchronously at shutdown.
@@ -409,7 +406,6 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         Ok(Self {
             consumer: subscription.subscribe()?,
             subscription,
-            consumer_stuck: false,
             consumer_errors: lumen_runtime::kafka::ConsumerErrors::default(),
             delivery: Arc::new(delivery),
             bounds,
@@ -430,7 +426,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.apply_rebalances();
-            if self.consumer_stuck {
+            if self.consumer.context().is_stuck() {
                 self.replace_consumer().await;
                 continue;
             }
@@ -471,17 +467,11 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
         self.tasks = JoinSet::new();
         retire(std::mem::replace(&mut self.consumer, fresh));
-        self.consumer_stuck = false;
         self.delivery.metrics.consumer_replacements.inc();
     }
 
     fn apply_rebalances(&mut self) {
-        let context = self.consumer.context();
-        if context.is_stuck() {
-            self.consumer_stuck = true;
-            return;
-        }
-        for event in context.take() {
+        for event in self.consumer.context().take() {
             match event {
                 RebalanceEvent::Revoked(partitions) => {
                     for partition in partitions {
@@ -568,14 +558,14 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let Some((partition, record)) = incoming else {
             return;
         };
-        if self.consumer_stuck {
+        if self.consumer.context().is_stuck() {
             return;
         }
         if !self.partitions.contains_key(&partition) {
-            let Ok(replay) = self.read_intent(partition).await else {
-                self.consumer_stuck = true;
+            let replay = self.read_intent(partition).await;
+            if self.consumer.context().is_stuck() {
                 return;
-            };
+            }
             if let Some(intent) = replay {
                 tracing::info!(
                     partition,
@@ -605,8 +595,8 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 
     /// The intent in `partition`'s committed offset, retried until Kafka
     /// answers (guessing would risk a different cut, hence duplicates) or
-    /// the consumer is deemed stuck.
-    async fn read_intent(&self, partition: i32) -> Result<Option<Intent>, Interrupted> {
+    /// the consumer is given up on (`None` then too).
+    async fn read_intent(&self, partition: i32) -> Option<Intent> {
         let mut delays = self.delivery.writer.backoff().build();
         let started = Instant::now();
         loop {
@@ -625,7 +615,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             })
             .await;
             match answer {
-                Some(Ok(intent)) => return Ok(intent),
+                Some(Ok(intent)) => return intent,
                 Some(Err(error)) => {
                     self.delivery
                         .metrics
@@ -634,10 +624,12 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                         .inc();
                     tracing::warn!(%error, partition, "cannot read the committed offset; retrying");
                 }
-                None => return Err(Interrupted::ConsumerStuck),
+                // Not returned within the bound: given up on just below.
+                None => {}
             }
             if started.elapsed() >= CONSUMER_STUCK_AFTER {
-                return Err(Interrupted::ConsumerStuck);
+                self.consumer.context().give_up();
+                return None;
             }
             tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
         }
@@ -714,14 +706,12 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
-    fn delivered(&mut self, joined: Result<Result<Delivered, Interrupted>, JoinError>) {
+    fn delivered(&mut self, joined: Result<Option<Delivered>, JoinError>) {
         let done = match joined {
-            Ok(Ok(done)) => done,
-            Ok(Err(Interrupted::Reassigned)) => return,
-            Ok(Err(Interrupted::ConsumerStuck)) => {
-                self.consumer_stuck = true;
-                return;
-            }
+            Ok(Some(done)) => done,
+            // Its partition was reassigned before the intent was recorded,
+            // or its consumer was given up on.
+            Ok(None) => return,
             // Aborted on revocation or shutdown: the replay covers it.
             Err(error) if error.is_cancelled() => return,
             Err(error) => {
@@ -800,17 +790,19 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 
 /// One batch, end to end: intent, insert, dead letters. Every step is
 /// retried until it succeeds; the task is aborted if the partition goes,
-/// and stops short if it went before the intent was recorded or the
-/// consumer never answered.
+/// and gives up (`None`) if it went before the intent was recorded or the
+/// consumer was given up on.
 async fn deliver<T: Table, D: DeadLetters>(
     delivery: Arc<Delivery<T, D>>,
     consumer: Arc<SinkConsumer>,
     batch: Batch,
     epoch: u64,
     assignment: u64,
-) -> Result<Delivered, Interrupted> {
+) -> Option<Delivered> {
     let started = Instant::now();
-    commit_intent(&delivery, &consumer, &batch, assignment).await?;
+    if !commit_intent(&delivery, &consumer, &batch, assignment).await {
+        return None;
+    }
     let intent_recorded = started.elapsed();
     let written = delivery
         .writer
@@ -846,7 +838,7 @@ async fn deliver<T: Table, D: DeadLetters>(
         delivered = ?started.elapsed(),
         "batch delivered"
     );
-    Ok(Delivered {
+    Some(Delivered {
         partition: batch.partition,
         epoch,
         last_offset: batch.last_offset,
@@ -856,21 +848,23 @@ async fn deliver<T: Table, D: DeadLetters>(
 
 /// Records the batch's range in the committed offset's metadata (committing
 /// its first offset, which also commits everything before it), retrying
-/// failed commits. Commits nothing once the partition's assignment
-/// `assignment` is over.
+/// failed commits. Returns `false`, committing nothing, once the
+/// partition's assignment `assignment` is over; gives the consumer up if a
+/// commit does not return.
 async fn commit_intent<T: Table, D: DeadLetters>(
     delivery: &Arc<Delivery<T, D>>,
     consumer: &Arc<SinkConsumer>,
     batch: &Batch,
     assignment: u64,
-) -> Result<(), Interrupted> {
+) -> bool {
     let intent = batch.intent();
     let mut delays = delivery.writer.backoff().build();
     loop {
-        let consumer = consumer.clone();
+        let committing = consumer.clone();
         let topic = delivery.topic.clone();
         let partition = batch.partition;
         let result = lumen_runtime::kafka::call_within(CONSUMER_STUCK_AFTER, move || {
+            let consumer = committing;
             let mut list = TopicPartitionList::new();
             let mut element = list.add_partition(&topic, partition);
             element.set_metadata(intent.encode());
@@ -882,8 +876,8 @@ async fn commit_intent<T: Table, D: DeadLetters>(
         })
         .await;
         match result {
-            Some(Some(Ok(()))) => return Ok(()),
-            Some(None) => return Err(Interrupted::Reassigned),
+            Some(Some(Ok(()))) => return true,
+            Some(None) => return false,
             Some(Some(Err(error))) => {
                 delivery
                     .metrics
@@ -892,7 +886,10 @@ async fn commit_intent<T: Table, D: DeadLetters>(
                     .inc();
                 tracing::warn!(%error, partition = batch.partition, "cannot record the batch intent; retrying");
             }
-            None => return Err(Interrupted::ConsumerStuck),
+            None => {
+                consumer.context().give_up();
+                return false;
+            }
         }
         tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
     }
