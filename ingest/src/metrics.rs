@@ -3,6 +3,8 @@
 //! templates, status codes, event kinds, the `reason()` labels of the error
 //! enums, Kafka error tags).
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Requests answered, by route template and status code.
@@ -28,6 +30,18 @@ const PRODUCE_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The `route` labels of [`REQUESTS`]: the router's route templates, and
+/// `other` for everything else.
+pub const ROUTES: [&str; 5] = ["/v1/events", "/p.gif", "/p", "/t.js", "other"];
+/// Statuses whose [`REQUESTS`] counters are looked up once per route (the
+/// answers of nearly every request).
+const COMMON_STATUSES: [u16; 4] = [200, 202, 204, 304];
+/// Event kinds whose `accepted` and `not_stored` [`EVENTS`] counters are
+/// looked up once.
+const KINDS: [&str; 2] = ["pageview", "share"];
+/// See [`KINDS`].
+const COMMON_OUTCOMES: [&str; 2] = ["accepted", "not_stored"];
+
 /// Handles on every metric.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -47,6 +61,19 @@ pub struct Metrics {
     pub producer_queue: IntGauge,
     /// See [`RECEIVED_BYTES`].
     pub received_bytes: IntCounter,
+    /// Children of the counter vectors every request touches, resolved
+    /// once: `with_label_values` hashes the labels and takes a lock.
+    hot: Arc<HotCounters>,
+}
+
+/// See [`Metrics::hot`]. Each child is resolved on first use, so that
+/// `/metrics` shows only the series that happened, as before.
+#[derive(Debug, Default)]
+struct HotCounters {
+    /// [`REQUESTS`] by [`ROUTES`] × [`COMMON_STATUSES`].
+    requests: [[OnceLock<IntCounter>; COMMON_STATUSES.len()]; ROUTES.len()],
+    /// [`EVENTS`] by [`KINDS`] × [`COMMON_OUTCOMES`].
+    events: [[OnceLock<IntCounter>; COMMON_OUTCOMES.len()]; KINDS.len()],
 }
 
 impl Metrics {
@@ -97,6 +124,7 @@ impl Metrics {
                 RECEIVED_BYTES,
                 "Request body bytes received on the wire.",
             )?,
+            hot: Arc::default(),
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.events.clone()))?;
@@ -109,12 +137,38 @@ impl Metrics {
         Ok(metrics)
     }
 
+    /// Counts one answer of `route` (one of [`ROUTES`]) with `status`.
+    pub fn count_request(&self, route: &str, status: u16) {
+        let slot = ROUTES
+            .iter()
+            .position(|known| *known == route)
+            .zip(COMMON_STATUSES.iter().position(|known| *known == status));
+        let status = || status.to_string();
+        match slot {
+            Some((r, s)) => self.hot.requests[r][s]
+                .get_or_init(|| self.requests.with_label_values(&[route, &status()]))
+                .inc(),
+            None => self.requests.with_label_values(&[route, &status()]).inc(),
+        }
+    }
+
     /// Counts `count` events of one kind with one outcome.
     pub fn count_events(&self, kind: &str, outcome: &str, count: u64) {
-        if count > 0 {
-            self.events
+        if count == 0 {
+            return;
+        }
+        let slot = KINDS
+            .iter()
+            .position(|known| *known == kind)
+            .zip(COMMON_OUTCOMES.iter().position(|known| *known == outcome));
+        match slot {
+            Some((k, o)) => self.hot.events[k][o]
+                .get_or_init(|| self.events.with_label_values(&[kind, outcome]))
+                .inc_by(count),
+            None => self
+                .events
                 .with_label_values(&[kind, outcome])
-                .inc_by(count);
+                .inc_by(count),
         }
     }
 }
@@ -127,11 +181,24 @@ mod tests {
     fn registers_every_metric_under_its_name() {
         let registry = Registry::new();
         let metrics = Metrics::new(&registry).expect("metrics");
-        metrics
-            .requests
-            .with_label_values(&["/v1/events", "202"])
-            .inc();
+        metrics.count_request("/v1/events", 202);
+        metrics.count_request("/p", 418);
         metrics.count_events("pageview", "accepted", 3);
+        metrics.count_events("pageview", "url_too_long", 1);
+        for (labels, expected) in [
+            (["/v1/events", "202"], 1),
+            (["/p", "418"], 1),
+            (["/p", "204"], 0),
+        ] {
+            assert_eq!(metrics.requests.with_label_values(&labels).get(), expected);
+        }
+        for (labels, expected) in [
+            (["pageview", "accepted"], 3),
+            (["pageview", "url_too_long"], 1),
+            (["share", "accepted"], 0),
+        ] {
+            assert_eq!(metrics.events.with_label_values(&labels).get(), expected);
+        }
         metrics
             .request_rejections
             .with_label_values(&["malformed_json"])

@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 use siphasher::sip128::{Hasher128, SipHasher13};
+use uuid::Uuid;
 
 const MS_PER_DAY: i64 = 86_400_000;
 /// Domain separation for deriving the master key from the secret.
@@ -64,7 +65,13 @@ impl VisitorHasher {
             IpAddr::V4(v4) => hasher.write(&v4.octets()),
             IpAddr::V6(v6) => hasher.write(&v6.octets()),
         }
-        format!("{:032x}", hasher.finish128().as_u128())
+        // uuid's stack encoder writes the same 32 digits as `{:032x}` (big
+        // endian, lowercase) at a fraction of `format!`'s cost; nothing makes
+        // the id a UUID.
+        Uuid::from_u128(hasher.finish128().as_u128())
+            .simple()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .to_owned()
     }
 }
 
@@ -199,6 +206,22 @@ mod tests {
             hasher.visitor_id("demo", ip("::ffff:203.0.113.7"), "UA", NOON),
             base,
             "an IPv4-mapped IPv6 peer is the same client"
+        );
+    }
+
+    #[test]
+    fn visitor_id_is_the_hash_in_32_lowercase_hex_digits() {
+        let hasher = VisitorHasher::new("0123456789abcdef");
+        let (k0, k1) = hasher.daily_salt(NOON);
+        let mut expected = SipHasher13::new_with_keys(k0, k1);
+        for part in [&b"demo"[..], &b"UA"[..]] {
+            expected.write_usize(part.len());
+            expected.write(part);
+        }
+        expected.write(&[203, 0, 113, 7]);
+        assert_eq!(
+            hasher.visitor_id("demo", ip("203.0.113.7"), "UA", NOON),
+            format!("{:032x}", expected.finish128().as_u128())
         );
     }
 

@@ -14,8 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +28,7 @@ use url::Url;
 use crate::config::Limits;
 use crate::decode::{self, Decoded};
 use crate::error::{EventError, RequestError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ROUTES};
 use crate::privacy::{VisitorHasher, client_ip};
 use crate::produce::{Producer, Record};
 use crate::sites::Sites;
@@ -86,7 +85,6 @@ pub struct Summary {
 /// The public router (serve it with `ConnectInfo<SocketAddr>` in the
 /// request extensions, as `server` does).
 pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
-    let metrics = state.metrics.clone();
     Router::new()
         .route("/v1/events", post(collect::<P>).options(preflight::<P>))
         .route("/p.gif", get(pixel_gif::<P>))
@@ -94,30 +92,31 @@ pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
         .route("/t.js", get(tracker::<P>))
         .fallback(|| async { RequestError::NotFound })
         .method_not_allowed_fallback(|| async { RequestError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(metrics, count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests::<P>,
+        ))
         .with_state(state)
 }
 
 /// Counts every answer by route template and status, and the requests
 /// in flight.
-async fn count_requests(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+async fn count_requests<P: Producer>(
+    State(state): State<Arc<AppState<P>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("other", |path| match path.as_str() {
-            "/v1/events" => "/v1/events",
-            "/p.gif" => "/p.gif",
-            "/p" => "/p",
-            "/t.js" => "/t.js",
-            _ => "other",
-        });
+        .and_then(|path| ROUTES.iter().find(|route| **route == path.as_str()))
+        .copied()
+        .unwrap_or("other");
+    let metrics = &state.metrics;
     metrics.requests_in_flight.inc();
     let response = next.run(request).await;
     metrics.requests_in_flight.dec();
-    metrics
-        .requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+    metrics.count_request(route, response.status().as_u16());
     response
 }
 
@@ -162,15 +161,18 @@ fn with_cors(mut response: Response, origin: Option<&Origin>, sites: &Sites) -> 
 async fn collect<P: Producer>(
     State(state): State<Arc<AppState<P>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let origin = Origin::of(&headers);
+    // The headers borrowed from the request: axum's `HeaderMap` extractor
+    // clones them.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let origin = Origin::of(headers);
     let result = async {
-        let gzip = decode::check_headers(&headers)?;
+        let gzip = decode::check_headers(headers)?;
         let limits = &state.limits;
         let bytes =
-            decode::read_body(&headers, body, limits.max_body_bytes, state.body_timeout).await?;
+            decode::read_body(headers, body, limits.max_body_bytes, state.body_timeout).await?;
         state.metrics.received_bytes.inc_by(bytes.len() as u64);
         let json = if gzip {
             Cow::Owned(decode::gunzip(&bytes, limits.max_decompressed_bytes)?)
@@ -178,7 +180,7 @@ async fn collect<P: Producer>(
             Cow::Borrowed(bytes.as_ref())
         };
         let events = decode::parse_events(&json, limits.max_batch_events)?;
-        state.ingest(events, &headers, peer, origin.as_ref()).await
+        state.ingest(events, headers, peer, origin.as_ref()).await
     }
     .await;
     let response = match result {
@@ -219,47 +221,41 @@ async fn preflight<P: Producer>(
 async fn pixel_gif<P: Producer>(
     state: State<Arc<AppState<P>>>,
     peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    query: RawQuery,
+    request: Request,
 ) -> Response {
     let answer = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "image/gif")],
         PIXEL_GIF,
     );
-    pixel(state, peer, headers, query, answer.into_response()).await
+    pixel(state, peer, request, answer.into_response()).await
 }
 
 async fn pixel_no_content<P: Producer>(
     state: State<Arc<AppState<P>>>,
     peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    query: RawQuery,
+    request: Request,
 ) -> Response {
-    pixel(
-        state,
-        peer,
-        headers,
-        query,
-        StatusCode::NO_CONTENT.into_response(),
-    )
-    .await
+    pixel(state, peer, request, StatusCode::NO_CONTENT.into_response()).await
 }
 
 /// One event from the query string; `success` is the answer once stored.
+/// Headers and query are borrowed from the request (axum's `HeaderMap` and
+/// `RawQuery` extractors copy them).
 #[tracing::instrument(skip_all, fields(route = "pixel"))]
 async fn pixel<P: Producer>(
     State(state): State<Arc<AppState<P>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    request: Request,
     success: Response,
 ) -> Response {
-    let origin = Origin::of(&headers);
+    let (parts, _body) = request.into_parts();
+    let headers = &parts.headers;
+    let origin = Origin::of(headers);
     let result = async {
-        let event = decode::parse_query(query.as_deref().unwrap_or_default())?;
+        let event = decode::parse_query(parts.uri.query().unwrap_or_default())?;
         state
-            .ingest(vec![Ok(event)], &headers, peer, origin.as_ref())
+            .ingest(vec![Ok(event)], headers, peer, origin.as_ref())
             .await
     }
     .await;

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use lumen_schemas::{EventKind, RawEvent, ShareMethod};
-use url::Url;
+use url::{Position, Url, form_urlencoded};
 use uuid::Uuid;
 
 use crate::decode::WireEvent;
@@ -55,7 +55,7 @@ pub struct RequestContext<'a> {
 
 /// Checks one event and completes it with the server-side fields.
 pub fn validate(wire: WireEvent, ctx: &RequestContext<'_>) -> Result<RawEvent, Rejection> {
-    if wire_strings(&wire).any(|text| text.chars().any(char::is_control)) {
+    if wire_strings(&wire).any(has_control) {
         return Err(Rejection::ControlCharacter);
     }
     let site_id = wire.site_id.ok_or(Rejection::MissingSiteId)?;
@@ -97,7 +97,12 @@ pub fn validate(wire: WireEvent, ctx: &RequestContext<'_>) -> Result<RawEvent, R
     }
 
     let mut event = RawEvent {
-        event_id: event_id.hyphenated().to_string(),
+        // Written by uuid's own encoder into a stack buffer, without the
+        // `fmt` machinery of `to_string()`.
+        event_id: event_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .to_owned(),
         visitor_id: ctx
             .hasher
             .visitor_id(&site_id, ctx.client_ip, ctx.user_agent, ctx.received_at),
@@ -202,29 +207,50 @@ fn label(raw: Option<String>) -> Result<Option<String>, Rejection> {
     }
 }
 
+/// Whether `text` holds a control character (`char::is_control`: U+0000 to
+/// U+001F and U+007F to U+009F), read as bytes instead of decoded chars:
+/// C0 and DEL are single bytes, C1 is `C2 80` to `C2 9F` in UTF-8.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, &byte)| {
+        byte < 0x20
+            || byte == 0x7F
+            || (byte == 0xC2 && bytes.get(at + 1).is_some_and(|&next| next < 0xA0))
+    })
+}
+
 /// The URL without its `ls` query parameters, and the first `ls` value.
+/// The other parameters are re-encoded as `Url::query_pairs_mut` would,
+/// written straight into the new URL instead of into a cloned `Url`.
 fn take_landing_token(url: &Url) -> Option<(String, String)> {
-    let landing = url
-        .query_pairs()
+    let query = url.query()?;
+    // Most URLs carry no token: skip decoding their query (a name can only
+    // spell `ls` in escapes).
+    if !query.contains(TOKEN_PARAMETER) && !query.contains('%') {
+        return None;
+    }
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    let landing = pairs
+        .clone()
         .find(|(name, _)| name == TOKEN_PARAMETER)?
         .1
         .into_owned();
-    let rest: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(name, _)| name != TOKEN_PARAMETER)
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect();
-    let mut without = url.clone();
-    if rest.is_empty() {
-        without.set_query(None);
-    } else {
-        without.query_pairs_mut().clear().extend_pairs(rest);
+    let mut rest = pairs.filter(|(name, _)| name != TOKEN_PARAMETER).peekable();
+    let mut without = url[..Position::AfterPath].to_owned();
+    if rest.peek().is_some() {
+        without.push('?');
+        let start = without.len();
+        without = form_urlencoded::Serializer::for_suffix(without, start)
+            .extend_pairs(rest)
+            .finish();
     }
-    Some((without.into(), landing))
+    without.push_str(&url[Position::AfterQuery..]);
+    Some((without, landing))
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use rstest::rstest;
 
     use super::*;
@@ -343,7 +369,19 @@ mod tests {
         "http://localhost/a?ls=AAAA",
         Some("AcB3bAEjRWeJq83Q")
     )]
+    #[case::escaped_name_and_others_re_encoded(
+        "http://localhost/a?%6Cs=AcB3bAEjRWeJq83Q&q=a+b%20c&&ls=x#f",
+        None,
+        "http://localhost/a?q=a+b+c#f",
+        Some("AcB3bAEjRWeJq83Q")
+    )]
     #[case::no_token("http://localhost/a?x=1", None, "http://localhost/a?x=1", None)]
+    #[case::ls_elsewhere_only(
+        "http://localhost/ls?also=ls",
+        None,
+        "http://localhost/ls?also=ls",
+        None
+    )]
     fn landing_token_from_the_url(
         #[case] url: &str,
         #[case] landing: Option<&str>,
@@ -400,5 +438,12 @@ mod tests {
         let mut wire = share();
         break_it(&mut wire);
         assert_eq!(check(wire).expect_err("rejected"), expected);
+    }
+
+    proptest! {
+        #[test]
+        fn control_characters_are_found_as_chars_would(text in "\\PC{0,8}[\\x00-\\x{a0}]?\\PC{0,8}") {
+            prop_assert_eq!(has_control(&text), text.chars().any(char::is_control));
+        }
     }
 }

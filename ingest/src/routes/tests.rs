@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use axum::body::Body;
 use axum::http::{Method, Request as HttpRequest};
 use flate2::write::GzEncoder;
 use http_body_util::BodyExt;
