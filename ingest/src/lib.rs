@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod privacy;
 pub mod produce;
+pub mod renew;
 pub mod routes;
 pub mod server;
 pub mod sites;
@@ -21,7 +22,7 @@ pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::Metrics;
 use crate::privacy::VisitorHasher;
 use crate::produce::{KafkaProducer, Producer};
+use crate::renew::{Outage, RenewableProducer};
 use crate::routes::AppState;
 use crate::server::{PublicServer, ServerTimeouts};
 use crate::sites::Sites;
@@ -49,7 +51,7 @@ pub struct Running {
     public: JoinHandle<()>,
     admin: JoinHandle<std::io::Result<()>>,
     readiness: JoinHandle<()>,
-    producer: Arc<KafkaProducer>,
+    producer: Arc<RenewableProducer<KafkaProducer>>,
     flush_timeout: Duration,
 }
 
@@ -78,11 +80,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running> {
 
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let producer = Arc::new(KafkaProducer::new(
+    let producer = Arc::new(RenewableProducer::new(KafkaProducer::new(
         &config.kafka,
         &config.producer,
         &config.topics.raw,
-    )?);
+    )?));
     let state = Arc::new(AppState {
         producer: producer.clone(),
         codec: Codec::new()?,
@@ -116,9 +118,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running> {
     .await?;
     let readiness = tokio::spawn(watch_kafka(
         producer.clone(),
+        config.clone(),
         readiness,
         metrics,
-        Duration::from_millis(config.producer.readiness_interval_ms),
         shutdown,
     ));
     Ok(Running {
@@ -138,7 +140,7 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.public.await?;
         self.readiness.await?;
-        let producer = self.producer;
+        let producer = self.producer.current();
         let timeout = self.flush_timeout;
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await?;
         if let Err(error) = flushed {
@@ -150,22 +152,25 @@ impl Running {
     }
 }
 
-/// Ready while Kafka metadata for the raw topic can be fetched; also
+/// Ready while Kafka metadata for the raw topic can be fetched; replaces
+/// the producer when it has not been for too long (see [`renew`]); also
 /// samples the producer queue depth.
 async fn watch_kafka(
-    producer: Arc<KafkaProducer>,
+    producer: Arc<RenewableProducer<KafkaProducer>>,
+    config: Config,
     readiness: Readiness,
     metrics: Metrics,
-    interval: Duration,
     shutdown: Shutdown,
 ) {
+    let interval = Duration::from_millis(config.producer.readiness_interval_ms);
     let mut ticker = tokio::time::interval(interval);
+    let mut outage = Outage::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = shutdown.wait() => break,
         }
-        let probe = producer.clone();
+        let probe = producer.current();
         let timeout = interval.min(METADATA_TIMEOUT);
         let reachable = tokio::task::spawn_blocking(move || probe.check_metadata(timeout)).await;
         let ready = matches!(reachable, Ok(Ok(())));
@@ -180,6 +185,28 @@ async fn watch_kafka(
         metrics
             .producer_queue
             .set(i64::try_from(producer.queue_depth()).unwrap_or(i64::MAX));
+        if outage.probed(ready, Instant::now()) {
+            renew_producer(&producer, &config, &metrics);
+        }
     }
     readiness.set(false);
+}
+
+/// Puts a new producer in place of one that has not reached Kafka for
+/// [`renew::PRODUCER_LOST_AFTER`]. The old one is dropped on a blocking
+/// thread, or by the last request still waiting on it (its records have
+/// timed out by then, so its queue is empty and the drop is short).
+fn renew_producer(producer: &RenewableProducer<KafkaProducer>, config: &Config, metrics: &Metrics) {
+    match KafkaProducer::new(&config.kafka, &config.producer, &config.topics.raw) {
+        Ok(fresh) => {
+            tracing::error!(
+                after = ?renew::PRODUCER_LOST_AFTER,
+                "Kafka unreachable for too long; replacing the producer"
+            );
+            metrics.producer_replacements.inc();
+            let old = producer.replace(fresh);
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        Err(error) => tracing::warn!(%error, "cannot create a new producer"),
+    }
 }

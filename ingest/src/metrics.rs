@@ -21,6 +21,8 @@ pub const PRODUCE_DURATION: &str = "lumen_ingest_produce_duration_seconds";
 pub const PRODUCE_ERRORS: &str = "lumen_ingest_produce_errors_total";
 /// Records queued in the producer and not yet acknowledged.
 pub const PRODUCER_QUEUE: &str = "lumen_ingest_producer_queue_messages";
+/// Producers replaced after Kafka was unreachable for too long.
+pub const PRODUCER_REPLACEMENTS: &str = "lumen_ingest_producer_replacements_total";
 /// Request body bytes as received on the wire.
 pub const RECEIVED_BYTES: &str = "lumen_ingest_received_bytes_total";
 
@@ -59,6 +61,8 @@ pub struct Metrics {
     pub produce_errors: IntCounterVec,
     /// See [`PRODUCER_QUEUE`].
     pub producer_queue: IntGauge,
+    /// See [`PRODUCER_REPLACEMENTS`].
+    pub producer_replacements: IntCounter,
     /// See [`RECEIVED_BYTES`].
     pub received_bytes: IntCounter,
     /// Children of the counter vectors every request touches, resolved
@@ -120,6 +124,10 @@ impl Metrics {
                 PRODUCER_QUEUE,
                 "Records queued in the producer, not yet acknowledged.",
             )?,
+            producer_replacements: IntCounter::new(
+                PRODUCER_REPLACEMENTS,
+                "Producers replaced after Kafka was unreachable for too long.",
+            )?,
             received_bytes: IntCounter::new(
                 RECEIVED_BYTES,
                 "Request body bytes received on the wire.",
@@ -133,6 +141,7 @@ impl Metrics {
         registry.register(Box::new(metrics.produce_duration.clone()))?;
         registry.register(Box::new(metrics.produce_errors.clone()))?;
         registry.register(Box::new(metrics.producer_queue.clone()))?;
+        registry.register(Box::new(metrics.producer_replacements.clone()))?;
         registry.register(Box::new(metrics.received_bytes.clone()))?;
         Ok(metrics)
     }
