@@ -267,6 +267,27 @@ pub async fn run(
         open: None,
     };
     let mut pipeline = Pipeline::new(config, transport, restorer, metrics, readiness, events)?;
+    if let Err(error) = drive(&mut pipeline, &consumer, &shutdown).await {
+        // Closing a consumer whose group or brokers are gone can block for
+        // good (librdkafka #3740): the clients go on a blocking thread, not
+        // awaited; the open transaction is aborted by the next producer's
+        // `init_transactions`.
+        tokio::task::spawn_blocking(move || drop((pipeline, consumer)));
+        return Err(error);
+    }
+    pipeline.flush().await?;
+    pipeline.readiness.set(false);
+    tracing::info!("enrich stopped after committing its last batch");
+    Ok(())
+}
+
+/// The loop itself: records in, batches committed, until `shutdown` fires
+/// (the open batch is left to the caller) or an error stops it.
+async fn drive(
+    pipeline: &mut Pipeline<KafkaTransport<LoopContext>>,
+    consumer: &StreamConsumer<LoopContext>,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let max_wait = Duration::from_millis(pipeline.config.pipeline.batch_max_wait_ms);
     let mut rebalance_poll = tokio::time::interval(REBALANCE_POLL);
     let consumer_errors = lumen_runtime::kafka::ConsumerErrors::default();
@@ -274,15 +295,10 @@ pub async fn run(
         let deadline = pipeline.batch.opened.map(|opened| opened + max_wait);
         tokio::select! {
             biased;
-            () = shutdown.wait() => break,
+            () = shutdown.wait() => return Ok(()),
             () = sleep_until(deadline), if deadline.is_some() => pipeline.flush().await?,
             _ = rebalance_poll.tick() => {
                 if consumer.context().group.lost() {
-                    // Closing a consumer in that state can block for good
-                    // (librdkafka #3740): the clients go on a blocking
-                    // thread, not awaited; the open transaction is aborted
-                    // by the next producer's `init_transactions`.
-                    tokio::task::spawn_blocking(move || drop((pipeline, consumer)));
                     return Err(Error::GroupLost {
                         after_ms: lumen_runtime::kafka::GROUP_LOST_AFTER.as_millis(),
                     });
@@ -311,10 +327,6 @@ pub async fn run(
             }
         }
     }
-    pipeline.flush().await?;
-    pipeline.readiness.set(false);
-    tracing::info!("enrich stopped after committing its last batch");
-    Ok(())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

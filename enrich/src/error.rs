@@ -112,6 +112,15 @@ impl Error {
         }
     }
 
+    /// Whether the pipeline is started again with new Kafka clients rather
+    /// than the service stopped: its group lost its coordinator, or Kafka
+    /// could not be reached (a client can stay unable to reach a broker that
+    /// came back, librdkafka #5301 and #5511: seen here as a restarted
+    /// pipeline's first metadata request failing for two minutes).
+    pub fn restarts_pipeline(&self) -> bool {
+        matches!(self, Self::GroupLost { .. }) || self.is_transient()
+    }
+
     /// Whether the same operation may succeed later (Kafka unreachable or
     /// still electing leaders and coordinators), so waiting beats exiting.
     pub fn is_transient(&self) -> bool {
@@ -166,5 +175,29 @@ mod tests {
             transient
         );
         assert!(!Error::Config("x".into()).is_transient());
+    }
+
+    #[rstest]
+    #[case(Error::GroupLost { after_ms: 45_000 }, true)]
+    #[case(
+        Error::kafka("fetch metadata")(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )),
+        true
+    )]
+    #[case(
+        Error::kafka("commit")(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced)),
+        false
+    )]
+    #[case(Error::Config("x".into()), false)]
+    #[case(
+        Error::RestoreTimeout { topic: "t".into(), partitions: vec![0], timeout_ms: 1 },
+        false
+    )]
+    fn new_clients_are_tried_when_kafka_is_out_of_reach(
+        #[case] error: Error,
+        #[case] restarts: bool,
+    ) {
+        assert_eq!(error.restarts_pipeline(), restarts);
     }
 }

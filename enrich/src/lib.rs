@@ -26,11 +26,16 @@ pub mod transaction;
 pub mod user_agent;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub use config::Config;
 pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
 use tokio::task::JoinHandle;
+
+/// Pause before the pipeline starts again after Kafka could not be reached,
+/// so an outage does not turn into a loop of new clients.
+const RESTART_PAUSE: Duration = Duration::from_secs(5);
 
 /// A service started in the background.
 pub struct Running {
@@ -65,9 +70,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
             )
             .await;
             match result {
-                Err(error @ Error::GroupLost { .. }) => {
+                Err(error) if error.restarts_pipeline() => {
                     tracing::error!(%error, "starting the pipeline again with new Kafka clients");
                     metrics.consumer_replacements.inc();
+                    if !matches!(error, Error::GroupLost { .. }) {
+                        tokio::select! {
+                            () = tokio::time::sleep(RESTART_PAUSE) => {}
+                            () = shutdown.wait() => break Ok(()),
+                        }
+                    }
                 }
                 result => break result,
             }

@@ -49,8 +49,8 @@ pub struct Metrics {
     pub restore_duration: Histogram,
     /// Restores attempted again after a transient Kafka error.
     pub restore_retries: IntCounter,
-    /// Pipelines restarted because the consumer's group had no coordinator
-    /// for too long.
+    /// Pipelines started again with new Kafka clients: the consumer's group
+    /// had no coordinator for too long, or Kafka could not be reached.
     pub consumer_replacements: IntCounter,
     /// Consumer lag per partition of `lumen.raw`, from librdkafka statistics.
     pub consumer_lag: IntGaugeVec,
@@ -138,7 +138,7 @@ impl Metrics {
             )?,
             consumer_replacements: IntCounter::new(
                 "lumen_enrich_consumer_replacements_total",
-                "Consumers (with their pipeline) replaced because their group had no coordinator for too long.",
+                "Pipelines started again with new Kafka clients (group without coordinator for too long, or Kafka unreachable).",
             )?,
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
