@@ -27,6 +27,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::task::JoinSet;
 
+use crate::cpu::Servers;
 use crate::harness::{Harness, PARTITIONS, brokers, clickhouse_url, eventually};
 use crate::{Settings, Throughput, drop_database, phase, watch};
 
@@ -54,6 +55,8 @@ pub async fn http(settings: &Settings, source: &Harness) -> Throughput {
             .push(CompressedData::new(&rows, Compression::Lz4).expect("LZ4"));
     }
     let client = harness.config().clickhouse.client();
+    let servers = Servers::find();
+    let before = servers.now(None);
     let started = Instant::now();
     let mut inserts = JoinSet::new();
     for lane in lanes {
@@ -72,6 +75,7 @@ pub async fn http(settings: &Settings, source: &Harness) -> Throughput {
         rows: settings.rows,
         total: started.elapsed(),
         first_read: None,
+        cpu: servers.now(None).since(&before),
     };
     assert_eq!(
         harness.count("events").await,

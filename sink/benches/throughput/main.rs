@@ -34,8 +34,13 @@
 //! costs, start, group join and the last batches' `--batch-max-age-ms`,
 //! were a third of its run), `LUMEN_BENCH_LATENCY_SECONDS`
 //! (20), `LUMEN_BENCH_LATENCY_RATE` (rows/s, 10 000),
-//! `LUMEN_BENCH_ENGINE_CONSUMERS` (1); the sink's own `LUMEN_SINK_*`
-//! variables reach the child and size the baselines alike.
+//! `LUMEN_BENCH_ENGINE_CONSUMERS` (1), `LUMEN_BENCH_SKIP` (letters of the
+//! phases not to run, `c` and `d`: (b) needs (a)'s rows); the sink's own
+//! `LUMEN_SINK_*` variables reach the child and size the baselines alike.
+//!
+//! Beside rows/s, each throughput run reports the CPU-seconds per million
+//! rows of the sink, ClickHouse and Kafka (`cpu.rs`): on this shared
+//! machine the rates move with the other load, the CPU per row much less.
 //!
 //! Figures, before and after, and why: `sink/README.md` ("Benchmark").
 
@@ -44,6 +49,7 @@
 mod harness;
 
 mod baselines;
+mod cpu;
 mod latency;
 mod process;
 
@@ -54,6 +60,7 @@ use clap::Parser;
 use clickhouse::Client;
 use harness::{Harness, clickhouse_url};
 
+use crate::cpu::{Servers, Usage};
 use crate::latency::Latency;
 use crate::process::SinkProcess;
 
@@ -75,6 +82,8 @@ pub struct Settings {
     pub engine_consumers: usize,
     /// The sink's batch bounds as the child process will read them.
     pub batch: lumen_sink::config::BatchConfig,
+    /// Phases not to run (`c`, `d`).
+    pub skip: String,
 }
 
 impl Settings {
@@ -93,7 +102,12 @@ impl Settings {
             latency_rate: number("LUMEN_BENCH_LATENCY_RATE", 10_000),
             engine_consumers: number("LUMEN_BENCH_ENGINE_CONSUMERS", 1),
             batch: sink.batch,
+            skip: std::env::var("LUMEN_BENCH_SKIP").unwrap_or_default(),
         }
+    }
+
+    fn runs(&self, phase: char) -> bool {
+        !self.skip.contains(phase)
     }
 }
 
@@ -106,6 +120,8 @@ pub struct Throughput {
     /// From the start of the run to the first record read, when the
     /// contender tells.
     first_read: Option<Duration>,
+    /// CPU spent over the run.
+    cpu: Usage,
 }
 
 impl Throughput {
@@ -174,6 +190,7 @@ where
                 rows: rows as usize,
                 total: started.elapsed(),
                 first_read,
+                cpu: Usage::default(),
             };
         }
         assert!(
@@ -193,9 +210,11 @@ async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
     for chunk in harness::events(0, n).chunks(PRODUCE_CHUNK) {
         harness.produce(chunk).await;
     }
+    let servers = Servers::find();
+    let before = servers.now(None);
     let started = Instant::now();
     let sink = SinkProcess::spawn(&harness);
-    let run = watch(
+    let mut run = watch(
         &harness,
         settings.rows,
         started,
@@ -203,6 +222,7 @@ async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
         || sink.rows_written(),
     )
     .await;
+    run.cpu = servers.now(Some(sink.pid())).since(&before);
     let peak = sink.peak_rss_bytes();
     harness.expect_exactly(n).await;
     sink.terminate().await;
@@ -222,8 +242,8 @@ struct Report {
     sink: Throughput,
     sink_peak: u64,
     http: Throughput,
-    engine: Throughput,
-    latency: Latency,
+    engine: Option<Throughput>,
+    latency: Option<Latency>,
 }
 
 impl Report {
@@ -249,45 +269,80 @@ impl Report {
             settings.batch.max_age_ms
         );
         println!("{:<46} {:>12} {:>14}", "", "rows/s", "rows/s reading");
-        for (name, run) in [
-            ("(a) sink, Kafka -> ClickHouse", sink),
-            ("(b) HTTP RowBinary, pre-encoded, no Kafka", http),
-            ("(c) Kafka engine + materialized view", engine),
-        ] {
+        let runs = [
+            ("(a) sink, Kafka -> ClickHouse", Some(sink)),
+            ("(b) HTTP RowBinary, pre-encoded, no Kafka", Some(http)),
+            ("(c) Kafka engine + materialized view", engine.as_ref()),
+        ];
+        for (name, run) in runs.iter().filter_map(|(name, run)| Some((name, (*run)?))) {
             println!("{name:<46} {:>12.0} {:>14}", run.rate(), reading(run));
         }
         let to_http = sink.rate() / http.rate();
-        let to_engine = sink.rate() / engine.rate();
         println!(
             "{:<46} {to_http:>12.2} {:>14}   target >= 0.80: {}",
             "ratio (a) / (b)",
             ratio(sink.reading_rate(), http.rate()),
             verdict(to_http >= 0.8)
         );
+        if let Some(engine) = engine {
+            let to_engine = sink.rate() / engine.rate();
+            println!(
+                "{:<46} {to_engine:>12.2} {:>14}   target >= 1.00: {}",
+                "ratio (a) / (c)",
+                ratio(
+                    sink.reading_rate(),
+                    engine.reading_rate().unwrap_or(engine.rate())
+                ),
+                verdict(to_engine >= 1.0)
+            );
+        }
         println!(
-            "{:<46} {to_engine:>12.2} {:>14}   target >= 1.00: {}",
-            "ratio (a) / (c)",
-            ratio(
-                sink.reading_rate(),
-                engine.reading_rate().unwrap_or(engine.rate())
+            "{:<46} {:>8} {:>11} {:>8}",
+            "CPU seconds per 1M rows", "sink", "ClickHouse", "Kafka"
+        );
+        for (name, run) in runs
+            .iter()
+            .take(2)
+            .filter_map(|(name, run)| Some((name, (*run)?)))
+        {
+            let per_million = |seconds: Option<f64>| {
+                seconds.map_or_else(
+                    || "-".to_owned(),
+                    |seconds| format!("{:.1}", seconds * 1e6 / run.rows as f64),
+                )
+            };
+            println!(
+                "{:<46} {:>8} {:>11} {:>8}",
+                &name[..3],
+                per_million(run.cpu.sink),
+                per_million(run.cpu.clickhouse),
+                per_million(run.cpu.kafka)
+            );
+        }
+        if let Some(latency) = latency {
+            println!(
+                "(d) latency at {:.0} rows/s for {:?}, {} rows: p50 {} ms, p99 {} ms, max {} ms (mean insert {} ms)   target p99 < 2000 ms: {}",
+                latency.achieved_rate,
+                settings.latency_for,
+                latency.rows,
+                latency.p50_ms,
+                latency.p99_ms,
+                latency.max_ms,
+                latency.mean_insert.as_millis(),
+                verdict(latency.p99_ms < 2_000)
+            );
+        }
+        let peaks = [
+            ("(e) sink VmHWM during (a)", Some(self.sink_peak)),
+            (
+                "(e) sink VmHWM during (d)",
+                latency.as_ref().map(|l| l.sink_peak),
             ),
-            verdict(to_engine >= 1.0)
-        );
-        println!(
-            "(d) latency at {:.0} rows/s for {:?}, {} rows: p50 {} ms, p99 {} ms, max {} ms (mean insert {} ms)   target p99 < 2000 ms: {}",
-            latency.achieved_rate,
-            settings.latency_for,
-            latency.rows,
-            latency.p50_ms,
-            latency.p99_ms,
-            latency.max_ms,
-            latency.mean_insert.as_millis(),
-            verdict(latency.p99_ms < 2_000)
-        );
-        for (name, peak) in [
-            ("(e) sink VmHWM during (a)", self.sink_peak),
-            ("(e) sink VmHWM during (d)", latency.sink_peak),
-        ] {
+        ];
+        for (name, peak) in peaks
+            .iter()
+            .filter_map(|(name, peak)| Some((name, (*peak)?)))
+        {
             println!(
                 "{name:<46} {:>8.1} MiB   target < 100 MiB: {}",
                 mib(peak),
@@ -308,11 +363,19 @@ async fn main() {
     println!("(a) sink: {sink:?}");
     let http = baselines::http(&settings, &source).await;
     println!("(b) HTTP RowBinary: {http:?}");
-    let engine = baselines::kafka_engine(&settings, &source).await;
-    println!("(c) Kafka engine: {engine:?}");
+    let mut engine = None;
+    if settings.runs('c') {
+        let run = baselines::kafka_engine(&settings, &source).await;
+        println!("(c) Kafka engine: {run:?}");
+        engine = Some(run);
+    }
     drop_database(&source).await;
     drop(source);
-    let latency = latency::run(&settings).await;
+    let latency = if settings.runs('d') {
+        Some(latency::run(&settings).await)
+    } else {
+        None
+    };
     Report {
         settings,
         sink,

@@ -25,6 +25,11 @@ impl SinkProcess {
         Self { child, admin_port }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `lumen_sink_records_consumed_total`; 0 until the admin server answers.
     pub async fn records_read(&self) -> u64 {
         self.metric("lumen_sink_records_consumed_total").await as u64
