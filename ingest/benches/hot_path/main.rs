@@ -32,8 +32,9 @@
 //! bare baselines wait for nothing. Every load also prints the server's CPU
 //! time per event (ingest's process, the bare server's threads, the bare
 //! producer's process, from `/proc`), and the table compares them for (a)
-//! and (b): unlike the rates, those ratios barely move when other processes
-//! share the cores. The in-process figures are thread CPU time too.
+//! and (b): those ratios move less than the rates when other processes
+//! share the cores (2.7–4.1× for the pixel's on a loaded machine). The in-process figures are the fastest wall time per
+//! call over chunks of 10 calls (why: `in_process::measure`).
 //!
 //! Environment: `LUMEN_BENCH_SECONDS` (per load, default 5: the run takes
 //! about 8 times that plus 10 s), `LUMEN_BENCH_CONNECTIONS` (default 256),

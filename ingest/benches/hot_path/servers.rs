@@ -52,7 +52,7 @@ pub struct Usage {
 }
 
 /// User and system CPU time used so far by `/proc/<entry>`: a process id,
-/// `self` or `thread-self`.
+/// `self` or a thread's `self/task/<tid>`.
 pub fn cpu_time(entry: impl std::fmt::Display) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{entry}/stat")).expect("/proc/<entry>/stat");
     // utime and stime are fields 14 and 15; the command name before them
