@@ -57,11 +57,14 @@ pub enum Error {
         /// How long it was waited for.
         timeout_ms: u128,
     },
-    /// The consumer's group had no coordinator for too long: librdkafka can
-    /// leave a consumer with no broker to ask for one, for good (see
+    /// The consumer's group had no coordinator, or a partition assigned to
+    /// it no leader to fetch from, for too long: librdkafka can leave a
+    /// consumer with no broker to ask, for good (see
     /// `lumen_runtime::kafka::GroupWatch`). The pipeline is started again
     /// with new clients.
-    #[error("the consumer's group had no coordinator for {after_ms} ms")]
+    #[error(
+        "the consumer had no group coordinator, or an assigned partition no leader to fetch from, for {after_ms} ms"
+    )]
     GroupLost {
         /// How long it was without one.
         after_ms: u128,

@@ -112,13 +112,15 @@ pub async fn call_within<T: Send + 'static>(
 /// coordinator, so nothing of the group state is lost by replacing it.
 pub const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
 
-/// Tells how long a consumer's group has been without a coordinator, from
-/// its statistics. librdkafka can leave a consumer with no broker to ask
-/// for one (its issues #5511 and #3740: a broker dropped from metadata is
-/// decommissioned): seen here after Kafka stalled for 60 s, the group
-/// state stayed in `query-coord` for minutes while the re-bootstrap did
-/// not bring it back, and the consumer never rejoined. The binaries replace
-/// a consumer whose group has been down too long.
+/// Tells how long a consumer has been unable to work, from its statistics:
+/// its group without a coordinator, or a partition assigned to it without
+/// a leader to fetch from (or not fetching). librdkafka can leave a
+/// consumer with no broker to ask (its issues #5301, #5511 and #3740: a
+/// broker dropped from metadata is decommissioned): seen here after Kafka
+/// stalled for 60 s, the group state stayed in `query-coord` for minutes
+/// while the re-bootstrap did not bring it back, and a consumer created as
+/// Kafka came back joined its group, got its partitions and never read a
+/// record. The binaries replace a consumer that has been unable too long.
 pub struct GroupWatch {
     last_up: Mutex<Instant>,
 }
@@ -134,17 +136,29 @@ impl Default for GroupWatch {
 impl GroupWatch {
     /// Records a statistics report of the consumer.
     pub fn observe(&self, statistics: &Statistics) {
-        let up = statistics
+        let group_up = statistics
             .cgrp
             .as_ref()
             .is_some_and(|group| group.state == "up");
-        if up && let Ok(mut last_up) = self.last_up.lock() {
+        // Partition -1 is librdkafka's internal queue; a paused partition
+        // stays `active`.
+        let fetching = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|partition| partition.partition >= 0 && partition.desired)
+            .all(|partition| partition.leader >= 0 && partition.fetch_state == "active");
+        if group_up
+            && fetching
+            && let Ok(mut last_up) = self.last_up.lock()
+        {
             *last_up = Instant::now();
         }
     }
 
-    /// Whether no report has shown the group up for [`GROUP_LOST_AFTER`]
-    /// (counted from the watch's creation until the first such report).
+    /// Whether no report has shown the group up and every assigned
+    /// partition fetching for [`GROUP_LOST_AFTER`] (counted from the
+    /// watch's creation until the first such report).
     pub fn lost(&self) -> bool {
         self.down_for(GROUP_LOST_AFTER)
     }
@@ -293,6 +307,42 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    /// A report of a group that is up, with one assigned partition.
+    fn assigned(leader: i32, fetch_state: &str) -> Statistics {
+        let partition = rdkafka::statistics::Partition {
+            partition: 0,
+            leader,
+            desired: true,
+            fetch_state: fetch_state.into(),
+            ..Default::default()
+        };
+        let internal = rdkafka::statistics::Partition {
+            partition: -1,
+            leader: -1,
+            fetch_state: "none".into(),
+            ..Default::default()
+        };
+        let topic = rdkafka::statistics::Topic {
+            partitions: [(0, partition), (-1, internal)].into(),
+            ..Default::default()
+        };
+        Statistics {
+            topics: [("raw".to_owned(), topic)].into(),
+            ..report("up")
+        }
+    }
+
+    #[test]
+    fn an_assigned_partition_without_a_leader_or_a_fetch_keeps_the_consumer_down() {
+        let watch = GroupWatch::default();
+        std::thread::sleep(Duration::from_millis(30));
+        watch.observe(&assigned(-1, "active"));
+        watch.observe(&assigned(1, "offset-query"));
+        assert!(watch.down_for(Duration::from_millis(20)));
+        watch.observe(&assigned(1, "active"));
+        assert!(!watch.down_for(Duration::from_millis(20)));
     }
 
     #[test]
