@@ -155,14 +155,21 @@ impl Transaction {
             self.abort().await?;
             return Err(error);
         }
-        match self
-            .call("commit transaction", |producer, timeout| {
-                producer.commit_transaction(timeout)
-            })
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(error) => self.abandon(error).await,
+        let mut resumed = 0;
+        loop {
+            let committed = self
+                .call("commit transaction", |producer, timeout| {
+                    producer.commit_transaction(timeout)
+                })
+                .await;
+            match committed {
+                Ok(()) => return Ok(()),
+                Err(error) if is_resumable(&error) && resumed < COMMIT_RESUMES => {
+                    resumed += 1;
+                    tracing::warn!(%error, resumed, "commit not finished; resuming it");
+                }
+                Err(error) => return self.abandon(error).await,
+            }
         }
     }
 
@@ -230,6 +237,25 @@ impl Transaction {
     }
 }
 
+/// Times a commit that timed out is resumed before the transaction is
+/// given up on.
+const COMMIT_RESUMES: usize = 3;
+
+/// Whether a failed commit goes on in the background and must be resumed,
+/// not aborted: librdkafka keeps a timed-out `commit_transaction` in
+/// progress (its outcome unknown: the broker may have committed), refuses
+/// an abort or a new transaction meanwhile ("Conflicting commit_transaction
+/// API call is already in progress"), and finishes it when called again.
+/// Aborting instead, then reprocessing, left a producer refusing every
+/// later transaction for good (seen after Kafka was frozen for 60 s).
+fn is_resumable(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Kafka { source: KafkaError::Transaction(inner), .. }
+            if inner.is_retriable() && !inner.txn_requires_abort()
+    )
+}
+
 /// Extra time given to a blocking transactional call over the timeout it
 /// was passed before it is declared stuck.
 const STUCK_GRACE: Duration = Duration::from_secs(5);
@@ -263,9 +289,14 @@ pub fn is_fatal(error: &Error) -> bool {
     let Error::Kafka { source, .. } = error else {
         return false;
     };
+    // `Conflict`: an earlier call is still in progress in librdkafka (a
+    // commit not resumed in time), and every begin or abort is refused.
     is_fenced(error)
         || matches!(source, KafkaError::Transaction(inner) if inner.is_fatal())
-        || source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+        || matches!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::Conflict)
+        )
 }
 
 /// Whether the producer was fenced: by a newer instance with the same
@@ -295,6 +326,7 @@ mod tests {
     #[case(RDKafkaErrorCode::ProducerFenced, true, true)]
     #[case(RDKafkaErrorCode::InvalidProducerEpoch, true, true)]
     #[case(RDKafkaErrorCode::Fatal, true, false)]
+    #[case(RDKafkaErrorCode::Conflict, true, false)]
     #[case(RDKafkaErrorCode::MessageTimedOut, false, false)]
     #[case(RDKafkaErrorCode::CoordinatorLoadInProgress, false, false)]
     fn fatal_and_fenced_errors(
@@ -370,5 +402,57 @@ mod tests {
         );
         let later = start + Duration::from_secs(61);
         assert!(policy.allows(&fenced, later));
+    }
+
+    /// A commit whose answer comes after the call's timeout: librdkafka
+    /// keeps it in progress, and it must be resumed (an abort is refused
+    /// with `Conflict`, and so is every later transaction).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_commit_answered_after_its_timeout_is_resumed_to_its_end() {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::mocking::MockCluster;
+
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("out", 1, 1).expect("topic");
+        cluster.create_topic("in", 1, 1).expect("topic");
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", cluster.bootstrap_servers());
+        let consumer: BaseConsumer = config
+            .clone()
+            .set("group.id", "resume")
+            .create()
+            .expect("consumer");
+        let group = consumer.group_metadata().expect("group metadata");
+        config.set("transactional.id", "resume");
+        let mut producer = TransactionalProducer::new(&config, Duration::from_secs(1))
+            .await
+            .expect("producer");
+
+        let mut transaction = producer.begin().expect("begin");
+        transaction
+            .send(FutureRecord::to("out").key("k").payload("v"))
+            .expect("send");
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("in", 0, rdkafka::Offset::Offset(1))
+            .expect("offset");
+        transaction
+            .send_offsets(offsets, group)
+            .await
+            .expect("send offsets");
+        transaction.await_deliveries().await.expect("delivered");
+        cluster
+            .broker_round_trip_time(1, Duration::from_millis(1500))
+            .expect("slow broker");
+        transaction.commit().await.expect("commit resumed");
+        cluster
+            .broker_round_trip_time(1, Duration::ZERO)
+            .expect("fast broker");
+        producer
+            .begin()
+            .expect("a later transaction")
+            .abort()
+            .await
+            .expect("abort");
     }
 }
