@@ -158,16 +158,7 @@ impl<T: AvroRecord + 'static> Codec<T> {
 
     /// Decodes a payload written with any registered schema version.
     pub fn decode(&self, payload: &[u8]) -> Result<T> {
-        if payload.len() < HEADER_LEN {
-            return Err(Error::Truncated(payload.len()));
-        }
-        let (header, mut body) = payload.split_at(HEADER_LEN);
-        if header[..2] != MAGIC {
-            return Err(Error::BadMagic);
-        }
-        let mut fingerprint_bytes = [0u8; 8];
-        fingerprint_bytes.copy_from_slice(&header[2..]);
-        let writer_fingerprint = u64::from_le_bytes(fingerprint_bytes);
+        let (writer_fingerprint, mut body) = split_header(payload)?;
         let writer = self
             .writers
             .get(&writer_fingerprint)
@@ -193,6 +184,22 @@ impl<T: AvroRecord + 'static> Codec<T> {
         }
         Ok(record)
     }
+}
+
+/// The writer schema's fingerprint and the Avro body of a single-object
+/// payload, for readers of the body that do not go through a [`Codec`]
+/// (the sink turns it into ClickHouse rows without decoding it).
+pub fn split_header(payload: &[u8]) -> Result<(u64, &[u8])> {
+    if payload.len() < HEADER_LEN {
+        return Err(Error::Truncated(payload.len()));
+    }
+    let (header, body) = payload.split_at(HEADER_LEN);
+    if header[..2] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let mut fingerprint_bytes = [0u8; 8];
+    fingerprint_bytes.copy_from_slice(&header[2..]);
+    Ok((u64::from_le_bytes(fingerprint_bytes), body))
 }
 
 fn parse<T: AvroRecord>(schema: &str) -> Result<Schema> {

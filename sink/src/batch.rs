@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::decode::Consumed;
+use crate::decode::Records;
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +36,7 @@ pub struct Batch {
     /// Last offset in the batch.
     pub last_offset: i64,
     /// The records, in offset order.
-    pub records: Vec<Consumed>,
+    pub records: Records,
     /// Payload bytes in the batch.
     pub bytes: usize,
     opened_at: Instant,
@@ -48,7 +48,7 @@ impl Batch {
             partition,
             first_offset: offset,
             last_offset: offset,
-            records: Vec::new(),
+            records: Records::default(),
             bytes: 0,
             opened_at: now,
         }
@@ -126,9 +126,9 @@ impl Batcher {
         }
     }
 
-    /// Adds `record`, and seals by size.
-    pub fn push(&mut self, record: Consumed, now: Instant) {
-        let offset = record.offset;
+    /// Adds the record at `offset` (copying its key and payload), and seals
+    /// by size.
+    pub fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: &[u8], now: Instant) {
         if let Some(until) = self.replay_until
             && offset > until
         {
@@ -141,8 +141,8 @@ impl Batcher {
             .open
             .get_or_insert_with(|| Batch::open(self.partition, offset, now));
         batch.last_offset = offset;
-        batch.bytes += record.payload.len();
-        batch.records.push(record);
+        batch.bytes += payload.len();
+        batch.records.push(offset, key, payload);
         self.records += 1;
         let full = match self.replay_until {
             Some(until) => offset >= until,
@@ -218,12 +218,8 @@ mod tests {
         max_age: Duration::from_secs(1),
     };
 
-    fn record(offset: i64, bytes: usize) -> Consumed {
-        Consumed {
-            offset,
-            key: None,
-            payload: vec![0; bytes],
-        }
+    fn push(batcher: &mut Batcher, offset: i64, bytes: usize, now: Instant) {
+        batcher.push(offset, None, &vec![0; bytes], now);
     }
 
     fn ranges(batcher: &mut Batcher) -> Vec<(i64, i64)> {
@@ -237,7 +233,7 @@ mod tests {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
         for offset in [10, 11, 13, 14, 15, 16, 17] {
-            batcher.push(record(offset, 10), now);
+            push(&mut batcher, offset, 10, now);
         }
         assert_eq!(ranges(&mut batcher), vec![(10, 13), (14, 16)]);
         assert!(!batcher.is_empty(), "17 is still open");
@@ -247,9 +243,9 @@ mod tests {
     fn cuts_by_bytes() {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
-        batcher.push(record(0, 600), now);
-        batcher.push(record(1, 600), now);
-        batcher.push(record(2, 10), now);
+        push(&mut batcher, 0, 600, now);
+        push(&mut batcher, 1, 600, now);
+        push(&mut batcher, 2, 10, now);
         assert_eq!(ranges(&mut batcher), vec![(0, 1)]);
     }
 
@@ -257,12 +253,12 @@ mod tests {
     fn seals_by_age_only_when_nothing_waits() {
         let start = Instant::now();
         let mut batcher = Batcher::new(0, BOUNDS, None);
-        batcher.push(record(0, 1), start);
+        push(&mut batcher, 0, 1, start);
         batcher.seal_if_due(start + Duration::from_millis(999));
         assert_eq!(batcher.waiting(), 0);
         batcher.seal_if_due(start + Duration::from_secs(1));
         assert_eq!(batcher.waiting(), 1);
-        batcher.push(record(1, 1), start);
+        push(&mut batcher, 1, 1, start);
         batcher.seal_if_due(start + Duration::from_secs(5));
         assert_eq!(
             batcher.waiting(),
@@ -287,7 +283,7 @@ mod tests {
         let now = Instant::now();
         let mut batcher = Batcher::new(0, Bounds { max_rows, ..BOUNDS }, Some(intent));
         for offset in 10..=15 {
-            batcher.push(record(offset, 1), now);
+            push(&mut batcher, offset, 1, now);
             batcher.seal_if_due(now + Duration::from_secs(60));
         }
         assert_eq!(ranges(&mut batcher), expected);
@@ -308,8 +304,8 @@ mod tests {
             },
             Some(intent),
         );
-        batcher.push(record(10, 1), now);
-        batcher.push(record(14, 1), now);
+        push(&mut batcher, 10, 1, now);
+        push(&mut batcher, 14, 1, now);
         assert_eq!(ranges(&mut batcher), vec![(10, 10)]);
     }
 

@@ -22,8 +22,11 @@
 //! budget.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
@@ -38,7 +41,6 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use crate::batch::{Batch, Batcher, Bounds, Intent};
-use crate::decode::Consumed;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::error::{Error, Result};
 use crate::insert::{Table, Writer};
@@ -348,6 +350,28 @@ fn retire(consumer: Arc<SinkConsumer>) {
     });
 }
 
+/// Messages taken in one go by [`Sink::take_ready`]: at ~50 000 records/s,
+/// a burst is at most a few tens of milliseconds of reading.
+const BURST: usize = 1_000;
+
+/// What became of a polled message.
+enum Taken {
+    /// Added to its partition's open batch, which it may have sealed.
+    Added { sealed: bool },
+    /// The first of its partition, still to be accepted.
+    First(First),
+    /// An error, or a message of a consumer given up on.
+    Nothing,
+}
+
+/// A partition's first message, copied out of librdkafka's buffer.
+struct First {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
 /// What a delivery task hands back.
 struct Delivered {
     partition: i32,
@@ -432,13 +456,20 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             }
             self.dispatch();
             self.flow_control();
+            let consumer = self.consumer.clone();
             tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.delivered(joined),
-                message = self.consumer.recv() => {
-                    let incoming = self.incoming(message);
-                    self.accept(incoming).await;
+                message = consumer.recv() => {
+                    let first = match self.take(message, Instant::now()) {
+                        Taken::First(first) => Some(first),
+                        Taken::Added { sealed: false } => self.take_ready(&consumer),
+                        Taken::Added { sealed: true } | Taken::Nothing => None,
+                    };
+                    if let Some(first) = first {
+                        self.accept_first(first).await;
+                    }
                 }
                 _ = tick.tick() => self.seal_due(),
             }
@@ -530,67 +561,100 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         self.acked.remove(&partition);
     }
 
-    /// Copies a polled message out of librdkafka's buffer, so it is not
-    /// held across an await.
-    fn incoming(
-        &self,
-        message: Result<BorrowedMessage<'_>, KafkaError>,
-    ) -> Option<(i32, Consumed)> {
-        match message {
-            Ok(message) => Some((
-                message.partition(),
-                Consumed {
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                },
-            )),
+    /// Adds a polled message to its partition's open batch, copying it out
+    /// of librdkafka's buffer. The first message of a partition is returned
+    /// instead, copied: the partition's batcher needs its committed intent
+    /// first, which takes an await, and a message borrowed from librdkafka
+    /// is not held across one.
+    fn take(&mut self, message: Result<BorrowedMessage<'_>, KafkaError>, now: Instant) -> Taken {
+        // The rebalance callback may have run inside this very poll.
+        self.apply_rebalances();
+        let message = match message {
+            Ok(message) => message,
             Err(error) => {
                 self.consumer_errors.log(&error);
-                None
+                return Taken::Nothing;
             }
+        };
+        if self.consumer.context().is_stuck() {
+            return Taken::Nothing;
+        }
+        let (key, payload) = (message.key(), message.payload().unwrap_or_default());
+        let Some(state) = self.partitions.get_mut(&message.partition()) else {
+            return Taken::First(First {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: key.map(<[u8]>::to_vec),
+                payload: payload.to_vec(),
+            });
+        };
+        let waiting = state.batcher.waiting();
+        state.batcher.push(message.offset(), key, payload, now);
+        self.delivery.metrics.records_consumed.inc();
+        self.delivery.metrics.buffered_rows.inc();
+        Taken::Added {
+            sealed: state.batcher.waiting() > waiting,
         }
     }
 
-    async fn accept(&mut self, incoming: Option<(i32, Consumed)>) {
-        // The rebalance callback may have run inside this very `recv()`.
-        self.apply_rebalances();
-        let Some((partition, record)) = incoming else {
-            return;
-        };
+    /// Takes the messages librdkafka already holds, up to [`BURST`], without
+    /// a turn of the loop (its `select!`, a dispatch and flow control) per
+    /// message. Stops when none is ready, when a batch is sealed (the loop
+    /// dispatches it) or the records held reach the budget (the loop pauses
+    /// reading), and at a partition's first message, which is returned.
+    fn take_ready(&mut self, consumer: &SinkConsumer) -> Option<First> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let now = Instant::now();
+        // Up to the budget: at it, the loop pauses reading.
+        let room = self.max_buffered.saturating_sub(self.held());
+        for _ in 0..BURST.min(room) {
+            let Poll::Ready(message) = pin!(consumer.recv()).poll(&mut cx) else {
+                return None;
+            };
+            match self.take(message, now) {
+                Taken::Added { sealed: false } => {}
+                Taken::Added { sealed: true } | Taken::Nothing => return None,
+                Taken::First(first) => return Some(first),
+            }
+        }
+        None
+    }
+
+    /// Starts the state of a partition with its first message.
+    async fn accept_first(&mut self, first: First) {
+        let partition = first.partition;
+        let replay = self.read_intent(partition).await;
         if self.consumer.context().is_stuck() {
             return;
         }
-        if !self.partitions.contains_key(&partition) {
-            let replay = self.read_intent(partition).await;
-            if self.consumer.context().is_stuck() {
-                return;
-            }
-            if let Some(intent) = replay {
-                tracing::info!(
-                    partition,
-                    ?intent,
-                    "replaying the batch recorded before the last owner stopped"
-                );
-            }
-            let epoch = self.next_epoch;
-            self.next_epoch += 1;
-            self.partitions.insert(
+        if let Some(intent) = replay {
+            tracing::info!(
                 partition,
-                PartitionState {
-                    epoch,
-                    assignment: self.consumer.context().assignment(),
-                    batcher: Batcher::new(partition, self.bounds, replay),
-                    in_flight: None,
-                    paused: false,
-                },
+                ?intent,
+                "replaying the batch recorded before the last owner stopped"
             );
         }
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let mut batcher = Batcher::new(partition, self.bounds, replay);
+        batcher.push(
+            first.offset,
+            first.key.as_deref(),
+            &first.payload,
+            Instant::now(),
+        );
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                epoch,
+                assignment: self.consumer.context().assignment(),
+                batcher,
+                in_flight: None,
+                paused: false,
+            },
+        );
         self.delivery.metrics.records_consumed.inc();
         self.delivery.metrics.buffered_rows.inc();
-        if let Some(state) = self.partitions.get_mut(&partition) {
-            state.batcher.push(record, Instant::now());
-        }
     }
 
     /// The intent in `partition`'s committed offset, retried until Kafka
@@ -663,18 +727,21 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
+    /// Records read and not yet acknowledged: buffered or in flight.
+    fn held(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|state| state.batcher.records() + state.in_flight.as_ref().map_or(0, |(_, n)| *n))
+            .sum()
+    }
+
     /// Pauses partitions whose next batch is already waiting, and all of
     /// them while the records held reach `max_buffered`; resumes them when
     /// they caught up. At the budget, idle partitions' open batches are cut
     /// and inserted at once: reading is paused, so they would otherwise only
     /// fill up by age.
     fn flow_control(&mut self) {
-        let held: usize = self
-            .partitions
-            .values()
-            .map(|state| state.batcher.records() + state.in_flight.as_ref().map_or(0, |(_, n)| *n))
-            .sum();
-        let full = held >= self.max_buffered;
+        let full = self.held() >= self.max_buffered;
         if full {
             for state in self.partitions.values_mut() {
                 if state.in_flight.is_none() && state.batcher.waiting() == 0 {
@@ -818,12 +885,12 @@ async fn deliver<T: Table, D: DeadLetters>(
         .into_iter()
         .chain(written.refused)
         .map(|rejected| {
-            let record = &batch.records[rejected.index];
+            let record = batch.records.at(rejected.index);
             DeadLetter {
                 partition: batch.partition,
                 offset: record.offset,
-                key: record.key.clone(),
-                payload: record.payload.clone(),
+                key: record.key.map(<[u8]>::to_vec),
+                payload: record.payload.to_vec(),
                 reason: rejected.reason,
                 detail: rejected.detail,
             }

@@ -1,4 +1,5 @@
-//! Writing one batch into ClickHouse: RowBinary over HTTP with LZ4, one
+//! Writing one batch into ClickHouse: RowBinary rows transcoded from the
+//! Avro records (`transcode.rs`) over HTTP with LZ4, one
 //! `INSERT` per batch carrying its deduplication token, so that a replayed
 //! batch (after a crash or a rebalance) is a no-op for `events` and for every
 //! materialized view. Failures that retrying may fix are retried for ever
@@ -9,6 +10,7 @@
 //! tokens. Which batches to write, and committing, is decided elsewhere.
 
 use std::future::Future;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -16,7 +18,7 @@ use clickhouse::Client;
 use clickhouse::error::Error as ClickHouseError;
 
 use crate::batch::dedup_token;
-use crate::decode::{Consumed, Decoder, Rejected, Rows};
+use crate::decode::{Decoder, Records, Rejected, Rows};
 use crate::metrics::Metrics;
 use crate::row::{EVENTS_TABLE, EventRow};
 
@@ -138,19 +140,41 @@ impl Table for ClickHouseTable {
         let attempt = async {
             let mut insert = self
                 .client
-                .insert::<EventRow<'static>>(EVENTS_TABLE)
-                .await?
+                .insert_formatted_with(insert_sql())
                 .with_setting("insert_deduplicate", "1")
                 .with_setting("insert_deduplication_token", token)
                 .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
-                .with_timeouts(Some(self.timeout), Some(self.timeout));
-            for (_, record) in rows {
-                insert.write(&record.row()).await?;
+                .with_timeouts(Some(self.timeout), Some(self.timeout))
+                .buffered_with_capacity(CHUNK_BYTES);
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+            while rows.write_next(&mut chunk).is_some() {
+                if chunk.len() >= CHUNK_BYTES - MAX_ROW_BYTES {
+                    insert.write_buffered(&chunk);
+                    insert.flush().await?;
+                    chunk.clear();
+                }
             }
+            insert.write_buffered(&chunk);
             insert.end().await
         };
         attempt.await.map_err(InsertError::classify)
     }
+}
+
+/// Bytes of rows per compressed chunk of an insert, the `clickhouse`
+/// crate's own size for its typed inserts.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Room left in a chunk for the row that ends it (rows are ~0.5 KiB).
+const MAX_ROW_BYTES: usize = 8 * 1024;
+
+/// `INSERT INTO events(<the row's columns>) FORMAT RowBinary`.
+fn insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = <EventRow<'_> as clickhouse::Row>::COLUMN_NAMES.join(", ");
+        format!("INSERT INTO {EVENTS_TABLE}({columns}) FORMAT RowBinary")
+    })
 }
 
 /// What became of a batch's records besides the rows that landed.
@@ -209,65 +233,65 @@ impl<T: Table> Writer<T> {
     /// do not decode and those ClickHouse refused; every other row is
     /// acknowledged. Only returns once that is true: retryable failures are
     /// retried for ever.
-    pub async fn write(
-        &self,
-        partition: i32,
-        first: i64,
-        last: i64,
-        records: &[Consumed],
-    ) -> Written {
+    pub async fn write(&self, partition: i32, first: i64, last: i64, records: &Records) -> Written {
         let mut written = Written::default();
         // Ranges of `records` still to write, the next on top; halves are
         // pushed right then left so the rows land in offset order.
-        let mut pending = vec![(0, records.len())];
-        while let Some((start, end)) = pending.pop() {
-            if start == end {
+        let whole = 0..records.len();
+        let mut pending = vec![whole.clone()];
+        while let Some(range) = pending.pop() {
+            if range.is_empty() {
                 continue;
             }
-            let slice = &records[start..end];
-            let token = if (start, end) == (0, records.len()) {
+            let token = if range == whole {
                 dedup_token(&self.topic, partition, first, last)
             } else {
                 // A part of a refused batch: named by the offsets it holds.
-                let (lo, hi) = (slice[0].offset, slice[slice.len() - 1].offset);
+                let (lo, hi) = (
+                    records.at(range.start).offset,
+                    records.at(range.end - 1).offset,
+                );
                 format!("{}-part", dedup_token(&self.topic, partition, lo, hi))
             };
-            match self.insert_until_answered(slice, start, &token).await {
+            match self
+                .insert_until_answered(records, range.clone(), &token)
+                .await
+            {
                 Ok(undecodable) => written.undecodable.extend(undecodable),
-                Err((reason, detail)) if slice.len() == 1 => {
+                Err((reason, detail)) if range.len() == 1 => {
                     written.refused.push(Rejected {
-                        index: start,
+                        index: range.start,
                         reason,
                         detail,
                     });
                 }
                 Err(_) => {
-                    let middle = start + slice.len() / 2;
-                    pending.push((middle, end));
-                    pending.push((start, middle));
+                    let middle = range.start + range.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
                 }
             }
         }
         written
     }
 
-    /// Inserts the rows of `records` (from index `first_index` of their
-    /// batch) until ClickHouse acknowledges them, returning the records
-    /// that did not decode, or refuses the data.
+    /// Inserts the rows of the records at `range` of a batch's `records`
+    /// until ClickHouse acknowledges them, returning the records that did
+    /// not decode, or refuses the data.
     async fn insert_until_answered(
         &self,
-        records: &[Consumed],
-        first_index: usize,
+        records: &Records,
+        range: Range<usize>,
         token: &str,
     ) -> Result<Vec<Rejected>, (&'static str, String)> {
         let mut delays = self.backoff.build();
         loop {
             let started = Instant::now();
-            let mut rows = self.decoder.rows(records, first_index);
+            let mut rows = self.decoder.rows(records, range.clone());
             match self.table.insert(&mut rows, token).await {
                 Ok(()) => {
                     let undecodable = rows.into_undecodable();
-                    let inserted = records.len() - undecodable.len();
+                    let inserted = range.len() - undecodable.len();
                     if inserted > 0 {
                         self.metrics.inserted(inserted, started);
                     }
@@ -282,7 +306,7 @@ impl<T: Table> Writer<T> {
                     self.metrics.retries.with_label_values(&[reason]).inc();
                     self.readiness.set(false);
                     let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(%source, reason, records = records.len(), token, ?delay, "insert failed; retrying");
+                    tracing::warn!(%source, reason, records = range.len(), token, ?delay, "insert failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -312,7 +336,10 @@ pub(crate) mod fake {
 
     impl Table for MemoryTable {
         async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
-            let offsets: Vec<i64> = rows.map(|(consumed, _)| consumed.offset).collect();
+            let mut out = Vec::new();
+            let offsets: Vec<i64> = std::iter::from_fn(|| rows.write_next(&mut out))
+                .map(|consumed| consumed.offset)
+                .collect();
             {
                 let mut outages = self.outages.lock().expect("lock");
                 if *outages > 0 {
@@ -346,17 +373,23 @@ mod tests {
 
     use super::fake::MemoryTable;
     use super::*;
+    use crate::decode::Consumed;
     use crate::row::sample;
 
-    fn rows(offsets: std::ops::Range<i64>) -> Vec<Consumed> {
+    fn rows(offsets: std::ops::Range<i64>) -> Records {
         let codec = lumen_schemas::Codec::new().expect("codec");
-        offsets
-            .map(|offset| Consumed {
-                offset,
+        let payloads: Vec<(i64, Vec<u8>)> = offsets
+            .map(|offset| {
+                let event = sample::event(offset as u64, 1_764_000_000_000);
+                (offset, codec.encode(&event).expect("encode"))
+            })
+            .collect();
+        payloads
+            .iter()
+            .map(|(offset, payload)| Consumed {
+                offset: *offset,
                 key: None,
-                payload: codec
-                    .encode(&sample::event(offset as u64, 1_764_000_000_000))
-                    .expect("encode"),
+                payload,
             })
             .collect()
     }
@@ -436,7 +469,7 @@ mod tests {
         let writer = writer(table);
         let batch = rows(0..20);
         let refused = writer.write(0, 0, 19, &batch).await.refused;
-        let refused_offsets: Vec<i64> = refused.iter().map(|r| batch[r.index].offset).collect();
+        let refused_offsets: Vec<i64> = refused.iter().map(|r| batch.at(r.index).offset).collect();
         assert_eq!(refused_offsets, vec![3, 17, 18]);
         assert!(refused.iter().all(|r| r.reason == "violated_constraint"));
         let landed = writer.table.landed.lock().expect("lock").clone();
@@ -451,8 +484,17 @@ mod tests {
             ..MemoryTable::default()
         };
         let writer = writer(table);
-        let mut batch = rows(0..8);
-        batch[5].payload = b"certainly not avro".to_vec();
+        let good = rows(0..8);
+        let batch: Records = good
+            .iter()
+            .map(|record| match record.offset {
+                5 => Consumed {
+                    payload: b"certainly not avro",
+                    ..record
+                },
+                _ => record,
+            })
+            .collect();
         let written = writer.write(0, 0, 7, &batch).await;
         let refused: Vec<usize> = written.refused.iter().map(|r| r.index).collect();
         let undecodable: Vec<usize> = written.undecodable.iter().map(|u| u.index).collect();

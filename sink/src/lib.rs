@@ -3,9 +3,9 @@
 //! `lumen-schemas`, applied here at start-up and by `lumen-sink migrate`).
 //!
 //! The data's walk: `consume` (Kafka, rebalances, commits) → `batch`
-//! (deterministic per-partition ranges) → `row` (event → ClickHouse row) →
-//! `insert` (RowBinary, dedup token, retries, split of refused batches) →
-//! `dlq` (what never becomes a row).
+//! (deterministic per-partition ranges) → `transcode` (Avro → RowBinary
+//! rows, with the conventions of `row`) → `insert` (dedup token, retries,
+//! split of refused batches) → `dlq` (what never becomes a row).
 
 pub mod batch;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod error;
 pub mod insert;
 pub mod metrics;
 pub mod row;
+pub mod transcode;
 
 pub use config::{Command, Config};
 pub use error::{Error, Result};

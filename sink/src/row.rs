@@ -1,17 +1,19 @@
 //! The ClickHouse row of `events`: an [`EnrichedEvent`] borrowed field by
-//! field (no copies on the hot path), with the model's conventions applied:
-//! absent strings become `''`, enums become their `Enum8` codes, times stay
-//! Unix milliseconds (`DateTime64(3)`). The column set and codes are those
-//! of `schemas/migrations/0001_events.sql`; the integration test
+//! field, with the model's conventions applied: absent strings become `''`,
+//! enums become their `Enum8` codes, times stay Unix milliseconds
+//! (`DateTime64(3)`). The column set and codes are those of
+//! `schemas/migrations/0001_events.sql`; the integration test
 //! `the_row_type_matches_the_events_table` checks them against the migrated
-//! table (the sink itself writes without the crate's validation).
+//! table. The sink itself writes rows straight from the Avro bytes
+//! (`transcode.rs`), with the same codes and column list; this row is their
+//! reference (`transcoded_rows_read_back_as_the_rows_of_their_events`).
 
 use clickhouse::Row;
 use lumen_schemas::{
     Attribution, Channel, Confidence, DeviceType, EnrichedEvent, EventKind, ShareMethod,
     TokenStatus,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The table the rows go to.
@@ -81,7 +83,7 @@ impl Record {
 }
 
 /// One row of `events`. Field names are column names.
-#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 #[allow(missing_docs)] // The columns are documented in 0001_events.sql.
 pub struct EventRow<'a> {
     #[serde(with = "clickhouse::serde::uuid")]
@@ -130,18 +132,18 @@ fn text(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("")
 }
 
-// The Enum8 codes of 0001_events.sql. Exhaustive matches: a new variant in
-// the schemas crate does not compile until it has a code here and a symbol
-// in a migration.
+// The Enum8 codes of 0001_events.sql, also the transcoder's (by symbol).
+// Exhaustive matches: a new variant in the schemas crate does not compile
+// until it has a code here and a symbol in a migration.
 
-fn kind_code(kind: EventKind) -> i8 {
+pub(crate) fn kind_code(kind: EventKind) -> i8 {
     match kind {
         EventKind::Pageview => 1,
         EventKind::Share => 2,
     }
 }
 
-fn share_method_code(method: ShareMethod) -> i8 {
+pub(crate) fn share_method_code(method: ShareMethod) -> i8 {
     match method {
         ShareMethod::Copy => 1,
         ShareMethod::Button => 2,
@@ -150,7 +152,7 @@ fn share_method_code(method: ShareMethod) -> i8 {
     }
 }
 
-fn channel_code(channel: Channel) -> i8 {
+pub(crate) fn channel_code(channel: Channel) -> i8 {
     match channel {
         Channel::DarkSocial => 1,
         Channel::Social => 2,
@@ -164,7 +166,7 @@ fn channel_code(channel: Channel) -> i8 {
     }
 }
 
-fn attribution_code(attribution: Attribution) -> i8 {
+pub(crate) fn attribution_code(attribution: Attribution) -> i8 {
     match attribution {
         Attribution::Token => 1,
         Attribution::InApp => 2,
@@ -175,14 +177,14 @@ fn attribution_code(attribution: Attribution) -> i8 {
     }
 }
 
-fn confidence_code(confidence: Confidence) -> i8 {
+pub(crate) fn confidence_code(confidence: Confidence) -> i8 {
     match confidence {
         Confidence::Certain => 1,
         Confidence::Probable => 2,
     }
 }
 
-fn device_type_code(device: DeviceType) -> i8 {
+pub(crate) fn device_type_code(device: DeviceType) -> i8 {
     match device {
         DeviceType::Desktop => 1,
         DeviceType::Mobile => 2,
@@ -192,7 +194,7 @@ fn device_type_code(device: DeviceType) -> i8 {
     }
 }
 
-fn token_status_code(status: TokenStatus) -> i8 {
+pub(crate) fn token_status_code(status: TokenStatus) -> i8 {
     match status {
         TokenStatus::Absent => 1,
         TokenStatus::Explicit => 2,
