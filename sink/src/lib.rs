@@ -89,7 +89,7 @@ pub async fn run_with<T: Table>(
     );
     let delivery = Delivery {
         writer,
-        dead_letters: KafkaDeadLetters::new(&config.kafka, &config.topics.dlq, topic)?,
+        dead_letters: KafkaDeadLetters::new(&config.kafka, &config.topics.dlq, topic),
         topic: topic.clone(),
         metrics: metrics.clone(),
     };
