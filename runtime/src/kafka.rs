@@ -113,8 +113,9 @@ pub async fn call_within<T: Send + 'static>(
 pub const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
 
 /// Tells how long a consumer has been unable to work, from its statistics:
-/// its group without a coordinator, or a partition assigned to it without
-/// a leader to fetch from (or not fetching). librdkafka can leave a
+/// its group without a coordinator, its join waiting for metadata, or a
+/// partition assigned to it without a leader to fetch from (or not
+/// fetching). librdkafka can leave a
 /// consumer with no broker to ask (its issues #5301, #5511 and #3740: a
 /// broker dropped from metadata is decommissioned): seen here after Kafka
 /// stalled for 60 s, the group state stayed in `query-coord` for minutes
@@ -136,10 +137,12 @@ impl Default for GroupWatch {
 impl GroupWatch {
     /// Records a statistics report of the consumer.
     pub fn observe(&self, statistics: &Statistics) {
-        let group_up = statistics
-            .cgrp
-            .as_ref()
-            .is_some_and(|group| group.state == "up");
+        // A join waits in `init` or `wait-metadata` only until the topic's
+        // metadata arrives, normally milliseconds; a consumer created as a
+        // frozen Kafka came back was seen waiting there for good.
+        let group_up = statistics.cgrp.as_ref().is_some_and(|group| {
+            group.state == "up" && !matches!(group.join_state.as_str(), "init" | "wait-metadata")
+        });
         // Partition -1 is librdkafka's internal queue; a paused partition
         // stays `active`.
         let fetching = statistics
@@ -300,13 +303,29 @@ mod tests {
     }
 
     fn report(state: &str) -> Statistics {
+        joining(state, "steady")
+    }
+
+    fn joining(state: &str, join_state: &str) -> Statistics {
         Statistics {
             cgrp: Some(rdkafka::statistics::ConsumerGroup {
                 state: state.into(),
+                join_state: join_state.into(),
                 ..Default::default()
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_join_waiting_for_metadata_keeps_the_consumer_down() {
+        let watch = GroupWatch::default();
+        std::thread::sleep(Duration::from_millis(30));
+        watch.observe(&joining("up", "wait-metadata"));
+        watch.observe(&joining("up", "init"));
+        assert!(watch.down_for(Duration::from_millis(20)));
+        watch.observe(&joining("up", "wait-join"));
+        assert!(!watch.down_for(Duration::from_millis(20)));
     }
 
     /// A report of a group that is up, with one assigned partition.
