@@ -172,7 +172,9 @@ impl Schedule {
             Pace::Fixed(rate) => {
                 // Connections take turns, so the total is evenly spaced.
                 let slot = nth * self.connections + self.index;
-                self.started + Duration::from_secs_f64(slot as f64 / rate)
+                // A rate of 0 (the peak load had no successful answer, e.g.
+                // Kafka was away) sends nothing instead of panicking.
+                self.started + Duration::try_from_secs_f64(slot as f64 / rate).ok()?
             }
         };
         (due < self.until).then_some(due)
