@@ -164,6 +164,11 @@ async fn kafka_restart_loses_and_doubles_nothing() {
 /// group loses every member; enrich's transactional calls outlast their
 /// bound, so its producer is replaced, and an intent commit caught by the
 /// freeze outlasts the sink's rebalance wait, so its consumer is replaced.
+/// Clients created or reconnecting as the broker comes back can be left
+/// with no broker at all (librdkafka #5301, #5511): ingest's producer, a
+/// consumer stuck without coordinator, in `wait-metadata`, or with a
+/// partition that never fetches, are replaced after 45 s; enrich resumes a
+/// commit that timed out instead of aborting it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_frozen_for_60s_loses_and_doubles_nothing() {
     survive(
