@@ -300,7 +300,7 @@ async fn drive(
             _ = rebalance_poll.tick() => {
                 if consumer.context().group.lost() {
                     return Err(Error::GroupLost {
-                        after_ms: lumen_runtime::kafka::GROUP_LOST_AFTER.as_millis(),
+                        after_ms: lumen_runtime::kafka::KAFKA_LOST_AFTER.as_millis(),
                     });
                 }
                 pipeline.handle_rebalances().await?;

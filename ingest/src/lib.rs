@@ -22,10 +22,11 @@ pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use config::Config;
 pub use error::{Error, Result};
+use lumen_runtime::kafka::{HealthWatch, KAFKA_LOST_AFTER};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
 use lumen_schemas::Codec;
 use tokio::task::JoinHandle;
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::metrics::Metrics;
 use crate::privacy::VisitorHasher;
 use crate::produce::{KafkaProducer, Producer};
-use crate::renew::{Outage, RenewableProducer};
+use crate::renew::RenewableProducer;
 use crate::routes::AppState;
 use crate::server::{PublicServer, ServerTimeouts};
 use crate::sites::Sites;
@@ -164,7 +165,7 @@ async fn watch_kafka(
 ) {
     let interval = Duration::from_millis(config.producer.readiness_interval_ms);
     let mut ticker = tokio::time::interval(interval);
-    let mut outage = Outage::default();
+    let health = HealthWatch::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -185,22 +186,24 @@ async fn watch_kafka(
         metrics
             .producer_queue
             .set(i64::try_from(producer.queue_depth()).unwrap_or(i64::MAX));
-        if outage.probed(ready, Instant::now()) {
+        health.observe(ready);
+        if health.lost() {
             renew_producer(&producer, &config, &metrics);
+            health.restart();
         }
     }
     readiness.set(false);
 }
 
 /// Puts a new producer in place of one that has not reached Kafka for
-/// [`renew::PRODUCER_LOST_AFTER`]. The old one is dropped on a blocking
+/// [`KAFKA_LOST_AFTER`]. The old one is dropped on a blocking
 /// thread, or by the last request still waiting on it (its records have
 /// timed out by then, so its queue is empty and the drop is short).
 fn renew_producer(producer: &RenewableProducer<KafkaProducer>, config: &Config, metrics: &Metrics) {
     match KafkaProducer::new(&config.kafka, &config.producer, &config.topics.raw) {
         Ok(fresh) => {
             tracing::error!(
-                after = ?renew::PRODUCER_LOST_AFTER,
+                after = ?KAFKA_LOST_AFTER,
                 "Kafka unreachable for too long; replacing the producer"
             );
             metrics.producer_replacements.inc();

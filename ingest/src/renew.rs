@@ -7,19 +7,14 @@
 //! Kafka was frozen for 60 s: every produce timed out for minutes after
 //! Kafka was back, the re-bootstrap never ran). A new client bootstraps
 //! afresh, so ingest replaces its producer once the readiness probe has
-//! failed for [`PRODUCER_LOST_AFTER`]; requests waiting on the old one get
-//! its failures (503), none is answered 202 without Kafka's acknowledgement.
+//! failed for `lumen_runtime::kafka::KAFKA_LOST_AFTER`; requests waiting on
+//! the old one get its failures (503), none is answered 202 without Kafka's
+//! acknowledgement.
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
 
 use crate::produce::{ProduceError, Producer, Record};
-
-/// How long the readiness probe may fail before the producer is replaced:
-/// longer than a broker restart, and a new client costs one bootstrap, so a
-/// lasting outage only replaces it once per period.
-pub const PRODUCER_LOST_AFTER: Duration = Duration::from_secs(45);
 
 /// A producer that can be swapped for a fresh one while requests use it.
 pub struct RenewableProducer<P> {
@@ -63,60 +58,10 @@ impl<P: Producer> Producer for RenewableProducer<P> {
     }
 }
 
-/// Since when Kafka has been unreachable, from the readiness probe's
-/// answers; says when the producer is due for replacement.
-#[derive(Debug, Default)]
-pub struct Outage {
-    since: Option<Instant>,
-}
-
-impl Outage {
-    /// Records one probe at `now`; `true` when Kafka has been unreachable
-    /// for [`PRODUCER_LOST_AFTER`] (the period then starts again, counted
-    /// for the replacement).
-    pub fn probed(&mut self, reachable: bool, now: Instant) -> bool {
-        if reachable {
-            self.since = None;
-            return false;
-        }
-        let since = *self.since.get_or_insert(now);
-        if now.duration_since(since) < PRODUCER_LOST_AFTER {
-            return false;
-        }
-        self.since = Some(now);
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::produce::RecordingProducer;
-
-    #[test]
-    fn an_outage_is_due_for_replacement_once_per_period() {
-        let start = Instant::now();
-        let at = |seconds: u64| start + Duration::from_secs(seconds);
-        let mut outage = Outage::default();
-        assert!(!outage.probed(false, at(0)));
-        assert!(!outage.probed(false, at(44)));
-        assert!(outage.probed(false, at(45)));
-        assert!(!outage.probed(false, at(50)));
-        assert!(!outage.probed(false, at(89)));
-        assert!(outage.probed(false, at(90)));
-    }
-
-    #[test]
-    fn a_reachable_probe_ends_the_outage() {
-        let start = Instant::now();
-        let at = |seconds: u64| start + Duration::from_secs(seconds);
-        let mut outage = Outage::default();
-        assert!(!outage.probed(false, at(0)));
-        assert!(!outage.probed(true, at(40)));
-        assert!(!outage.probed(false, at(50)));
-        assert!(!outage.probed(false, at(94)));
-        assert!(outage.probed(false, at(95)));
-    }
 
     fn record() -> Record {
         Record {

@@ -106,32 +106,68 @@ pub async fn call_within<T: Send + 'static>(
     }
 }
 
-/// How long a consumer's group may be without a coordinator before the
-/// consumer is given up on: librdkafka's default session timeout, after
-/// which the broker has expired a member that could not reach its
-/// coordinator, so nothing of the group state is lost by replacing it.
-pub const GROUP_LOST_AFTER: Duration = Duration::from_secs(45);
+/// How long a Kafka client may be unable to work before it is replaced:
+/// librdkafka's default session timeout, after which the broker has
+/// expired a group member that could not reach its coordinator, so nothing
+/// of the group state is lost by replacing it; longer than a broker
+/// restart, so a lasting outage replaces a client only once per period.
+pub const KAFKA_LOST_AFTER: Duration = Duration::from_secs(45);
 
-/// Tells how long a consumer has been unable to work, from its statistics:
-/// its group without a coordinator, its join waiting for metadata, or a
-/// partition assigned to it without a leader to fetch from (or not
-/// fetching). librdkafka can leave a
-/// consumer with no broker to ask (its issues #5301, #5511 and #3740: a
-/// broker dropped from metadata is decommissioned): seen here after Kafka
-/// stalled for 60 s, the group state stayed in `query-coord` for minutes
-/// while the re-bootstrap did not bring it back, and a consumer created as
-/// Kafka came back joined its group, got its partitions and never read a
-/// record. The binaries replace a consumer that has been unable too long.
-pub struct GroupWatch {
-    last_up: Mutex<Instant>,
+/// When a Kafka client was last seen able to work; it is lost once that
+/// was [`KAFKA_LOST_AFTER`] ago. librdkafka 2.12 can leave a client with no
+/// broker to ask, for good (its issues #5301, #5511 and #3740: a broker
+/// dropped from metadata is decommissioned, and a broker back from a stall
+/// answers metadata listing none), so the binaries replace such a client.
+pub struct HealthWatch {
+    last_healthy: Mutex<Instant>,
 }
 
-impl Default for GroupWatch {
+impl Default for HealthWatch {
+    /// Counted from now until the first healthy observation.
     fn default() -> Self {
         Self {
-            last_up: Mutex::new(Instant::now()),
+            last_healthy: Mutex::new(Instant::now()),
         }
     }
+}
+
+impl HealthWatch {
+    /// Records whether the client looked able to work just now.
+    pub fn observe(&self, healthy: bool) {
+        if healthy {
+            self.restart();
+        }
+    }
+
+    /// Counts again from now: for a client just put in place of a lost one.
+    pub fn restart(&self) {
+        if let Ok(mut last_healthy) = self.last_healthy.lock() {
+            *last_healthy = Instant::now();
+        }
+    }
+
+    /// Whether the client has not looked able to work for
+    /// [`KAFKA_LOST_AFTER`].
+    pub fn lost(&self) -> bool {
+        self.down_for(KAFKA_LOST_AFTER)
+    }
+
+    fn down_for(&self, limit: Duration) -> bool {
+        self.last_healthy
+            .lock()
+            .is_ok_and(|last_healthy| last_healthy.elapsed() >= limit)
+    }
+}
+
+/// A consumer's [`HealthWatch`], fed by its statistics: it works while its
+/// group has a coordinator, its join is not waiting for metadata, and every
+/// partition assigned to it has a leader and an active fetch. Seen after
+/// Kafka stalled for 60 s: a group state in `query-coord` for minutes while
+/// the re-bootstrap did not bring it back, and consumers created as Kafka
+/// came back that joined and never read a record.
+#[derive(Default)]
+pub struct GroupWatch {
+    health: HealthWatch,
 }
 
 impl GroupWatch {
@@ -151,25 +187,14 @@ impl GroupWatch {
             .flat_map(|topic| topic.partitions.values())
             .filter(|partition| partition.partition >= 0 && partition.desired)
             .all(|partition| partition.leader >= 0 && partition.fetch_state == "active");
-        if group_up
-            && fetching
-            && let Ok(mut last_up) = self.last_up.lock()
-        {
-            *last_up = Instant::now();
-        }
+        self.health.observe(group_up && fetching);
     }
 
-    /// Whether no report has shown the group up and every assigned
-    /// partition fetching for [`GROUP_LOST_AFTER`] (counted from the
-    /// watch's creation until the first such report).
+    /// Whether no report has shown the consumer able to work for
+    /// [`KAFKA_LOST_AFTER`] (counted from the watch's creation until the
+    /// first such report).
     pub fn lost(&self) -> bool {
-        self.down_for(GROUP_LOST_AFTER)
-    }
-
-    fn down_for(&self, limit: Duration) -> bool {
-        self.last_up
-            .lock()
-            .is_ok_and(|last_up| last_up.elapsed() >= limit)
+        self.health.lost()
     }
 }
 
@@ -318,14 +343,30 @@ mod tests {
     }
 
     #[test]
+    fn health_is_lost_until_observed_or_restarted() {
+        let watch = HealthWatch::default();
+        assert!(watch.down_for(Duration::ZERO));
+        assert!(!watch.down_for(Duration::from_secs(60)));
+        std::thread::sleep(Duration::from_millis(30));
+        watch.observe(false);
+        assert!(watch.down_for(Duration::from_millis(20)));
+        watch.observe(true);
+        assert!(!watch.down_for(Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(watch.down_for(Duration::from_millis(20)));
+        watch.restart();
+        assert!(!watch.down_for(Duration::from_millis(20)));
+    }
+
+    #[test]
     fn a_join_waiting_for_metadata_keeps_the_consumer_down() {
         let watch = GroupWatch::default();
         std::thread::sleep(Duration::from_millis(30));
         watch.observe(&joining("up", "wait-metadata"));
         watch.observe(&joining("up", "init"));
-        assert!(watch.down_for(Duration::from_millis(20)));
+        assert!(watch.health.down_for(Duration::from_millis(20)));
         watch.observe(&joining("up", "wait-join"));
-        assert!(!watch.down_for(Duration::from_millis(20)));
+        assert!(!watch.health.down_for(Duration::from_millis(20)));
     }
 
     /// A report of a group that is up, with one assigned partition.
@@ -359,21 +400,21 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         watch.observe(&assigned(-1, "active"));
         watch.observe(&assigned(1, "offset-query"));
-        assert!(watch.down_for(Duration::from_millis(20)));
+        assert!(watch.health.down_for(Duration::from_millis(20)));
         watch.observe(&assigned(1, "active"));
-        assert!(!watch.down_for(Duration::from_millis(20)));
+        assert!(!watch.health.down_for(Duration::from_millis(20)));
     }
 
     #[test]
     fn a_group_is_down_until_a_report_shows_it_up() {
         let watch = GroupWatch::default();
-        assert!(watch.down_for(Duration::ZERO));
-        assert!(!watch.down_for(Duration::from_secs(60)));
+        assert!(watch.health.down_for(Duration::ZERO));
+        assert!(!watch.health.down_for(Duration::from_secs(60)));
         std::thread::sleep(Duration::from_millis(30));
         watch.observe(&report("query-coord"));
         watch.observe(&Statistics::default());
-        assert!(watch.down_for(Duration::from_millis(20)));
+        assert!(watch.health.down_for(Duration::from_millis(20)));
         watch.observe(&report("up"));
-        assert!(!watch.down_for(Duration::from_millis(20)));
+        assert!(!watch.health.down_for(Duration::from_millis(20)));
     }
 }

@@ -55,7 +55,7 @@ const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// state was seen never to come back (every partition's intent commit
 /// waiting for over three minutes while fetching went on). As long as a
 /// group may go without a coordinator, for the same reason.
-const CONSUMER_STUCK_AFTER: Duration = lumen_runtime::kafka::GROUP_LOST_AFTER;
+const CONSUMER_STUCK_AFTER: Duration = lumen_runtime::kafka::KAFKA_LOST_AFTER;
 
 /// How long a rebalance waits for the outgoing assignment's intent commits.
 /// They normally take milliseconds; a commit deferred while the group
