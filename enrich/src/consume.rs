@@ -27,7 +27,6 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::classify::Classifier;
 use crate::config::Config;
-use crate::dedupe::{Dedupe, EventDigest};
 use crate::enrich::{Enriched, Enricher, token_lookup};
 use crate::error::{Error, Result};
 use crate::metrics::{Counter, Metrics, Tally};
@@ -36,6 +35,7 @@ use crate::restore::Restorer;
 use crate::tokens::TokenStore;
 use crate::transaction::{self, TransactionalProducer};
 use crate::user_agent::CacheOutcome;
+use lumen_runtime::dedupe::{Dedupe, EventDigest};
 
 /// How often rebalance events are looked at while no record arrives.
 const REBALANCE_POLL: Duration = Duration::from_millis(100);
@@ -503,6 +503,7 @@ impl<T: Transport> Pipeline<T> {
                     .with_label_values(&["committed"])
                     .inc();
                 self.metrics.apply(&batch.tally);
+                // Only now: the events of an aborted batch are processed again.
                 for (partition, id) in batch.event_ids {
                     self.dedupe.remember(partition, id);
                 }

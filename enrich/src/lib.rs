@@ -6,13 +6,12 @@
 //! `enrich` (one event: `user_agent`, `tokens`, `classify` with the
 //! `rules` and `domains` tables) → `produce` (output records, one
 //! transaction via `transaction`). `restore` rebuilds a partition's state,
-//! `dedupe` drops tracker retries, `explain` is the classifier on the
-//! command line.
+//! `lumen_runtime::dedupe` drops tracker retries, `explain` is the
+//! classifier on the command line.
 
 pub mod classify;
 pub mod config;
 pub mod consume;
-pub mod dedupe;
 pub mod domains;
 pub mod enrich;
 pub mod error;

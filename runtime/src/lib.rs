@@ -1,13 +1,16 @@
 //! The plumbing every Lumen binary shares and nothing about the data itself:
 //! command-line flags with `LUMEN_*` variables, the admin HTTP server
 //! (`/metrics`, `/healthz`, `/readyz`), tracing set-up, the librdkafka client
-//! configuration and SIGTERM handling.
+//! configuration, reading back a partition's recent records to deduplicate
+//! by event id, and SIGTERM handling.
 //!
 //! Event types, codecs and ClickHouse migrations live in `lumen-schemas`.
 
 pub mod admin;
 pub mod config;
+pub mod dedupe;
 pub mod kafka;
+pub mod reader;
 pub mod shutdown;
 pub mod telemetry;
 

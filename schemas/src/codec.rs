@@ -202,6 +202,34 @@ pub fn split_header(payload: &[u8]) -> Result<(u64, &[u8])> {
     Ok((u64::from_le_bytes(fingerprint_bytes), body))
 }
 
+/// Reads an Avro `long` (a zigzag varint of at most 10 bytes) off the front
+/// of `body`. Errors are `CorruptBody` messages.
+pub fn read_long(body: &mut &[u8]) -> std::result::Result<i64, String> {
+    let mut value = 0u64;
+    for (i, &byte) in body.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            *body = &body[i + 1..];
+            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    Err(if body.len() < 10 {
+        "truncated varint".to_owned()
+    } else {
+        "varint longer than 10 bytes".to_owned()
+    })
+}
+
+/// The `event_id` of a single-object payload of any Lumen event schema
+/// (raw or enriched, any version: it is every event schema's first field,
+/// which a test holds), without decoding the rest: the deduplication key,
+/// read for every record. `None` if the payload does not start like one.
+pub fn event_id(payload: &[u8]) -> Option<&str> {
+    let (_, mut body) = split_header(payload).ok()?;
+    let len = usize::try_from(read_long(&mut body).ok()?).ok()?;
+    std::str::from_utf8(body.get(..len)?).ok()
+}
+
 fn parse<T: AvroRecord>(schema: &str) -> Result<Schema> {
     Schema::parse_str(schema).map_err(|e| Error::InvalidSchema {
         name: T::NAME,
@@ -305,6 +333,43 @@ mod tests {
         assert_eq!(payload[..2], MAGIC);
         assert_eq!(payload[2..10], codec.fingerprint().to_le_bytes());
         assert_eq!(codec.decode(&payload).expect("decode"), event);
+    }
+
+    #[test]
+    fn the_event_id_is_read_off_raw_and_enriched_payloads_alone() {
+        let raw = Codec::<RawEvent>::new().expect("codec");
+        let enriched = Codec::<EnrichedEvent>::new().expect("codec");
+        let share = raw_share();
+        let visit = enriched_visit();
+        let raw_payload = raw.encode(&share).expect("encode");
+        let enriched_payload = enriched.encode(&visit).expect("encode");
+        assert_eq!(event_id(&raw_payload), Some(share.event_id.as_str()));
+        assert_eq!(event_id(&enriched_payload), Some(visit.event_id.as_str()));
+        let cut = HEADER_LEN + 1 + share.event_id.len() - 1;
+        assert_eq!(event_id(&raw_payload[..cut]), None, "truncated id");
+        assert_eq!(event_id(&raw_payload[1..]), None, "no header");
+    }
+
+    /// [`event_id`] reads the first field of whatever version wrote a
+    /// payload.
+    #[test]
+    fn every_version_of_every_event_schema_starts_with_its_event_id() {
+        fn first_field(schema: &str) -> (String, Schema) {
+            match Schema::parse_str(schema).expect("schema") {
+                Schema::Record(record) => {
+                    let field = &record.fields[0];
+                    (field.name.clone(), field.schema.clone())
+                }
+                other => panic!("not a record: {other:?}"),
+            }
+        }
+        let versions = [RawEvent::SCHEMA, EnrichedEvent::SCHEMA]
+            .into_iter()
+            .chain(RawEvent::HISTORY.iter().copied())
+            .chain(EnrichedEvent::HISTORY.iter().copied());
+        for schema in versions {
+            assert_eq!(first_field(schema), ("event_id".to_owned(), Schema::String));
+        }
     }
 
     #[test]
@@ -462,6 +527,11 @@ mod tests {
             let mut payload = header(codec.fingerprint()).to_vec();
             payload.extend_from_slice(&body);
             let _ = codec.decode(&payload);
+        }
+
+        #[test]
+        fn event_ids_of_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = event_id(&bytes);
         }
 
         #[test]

@@ -236,19 +236,7 @@ struct Body<'a>(&'a [u8]);
 impl<'a> Body<'a> {
     /// A zigzag varint `long` (at most 10 bytes).
     fn long(&mut self) -> Result<i64, String> {
-        let mut value = 0u64;
-        for (i, &byte) in self.0.iter().enumerate().take(10) {
-            value |= u64::from(byte & 0x7F) << (7 * i);
-            if byte & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-            }
-        }
-        Err(if self.0.len() < 10 {
-            "truncated varint".to_owned()
-        } else {
-            "varint longer than 10 bytes".to_owned()
-        })
+        lumen_schemas::codec::read_long(&mut self.0)
     }
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], String> {

@@ -1,21 +1,20 @@
-//! The recent event ids of each partition, so that a tracker retry (same
-//! event id, hence same key and partition) is not enriched twice. Bounded:
-//! the oldest ids leave first once a partition holds `capacity`.
+//! The recent event ids of each Kafka partition, so that a record seen
+//! twice (a tracker retry in `lumen.raw`; a batch of an aborted Kafka
+//! transaction that a lost marker left visible in `lumen.enriched`) is
+//! processed once. An event's id is its key's partition's business: every
+//! copy of an event lands in the same partition. Bounded: the oldest ids
+//! leave first once a partition holds `capacity`.
 //!
 //! Each id is kept as a 128-bit SipHash of its text (16 bytes, twice: set
 //! and order), not as a string (about 170 bytes with both copies): with
 //! 100 000 ids per partition that is the difference between ~30 and
 //! ~100 MiB over six partitions. A collision takes 2^64 ids to expect.
 //!
-//! The digest is computed once per event ([`EventDigest::of`]) and serves
-//! the window, the open batch's set and [`Dedupe::remember`]. It is keyed
+//! The digest is computed once per event ([`EventDigest::of`]). It is keyed
 //! per process (never stored, restores recompute it), so the sets can use a
-//! cheap hasher without a sender choosing ids that collide in them.
-//!
-//! Ids of a batch are remembered only after its transaction commits (the
-//! consume loop calls [`Dedupe::remember`] then); after a restart or an
-//! assignment `restore.rs` refills a partition from the tail of `lumen.raw`
-//! before its committed offset.
+//! cheap hasher without a sender choosing ids that collide in them. After a
+//! restart or an assignment, callers refill a partition from the tail of
+//! the topic before their committed offset ([`crate::reader::RangeReader::tails`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
