@@ -129,6 +129,17 @@ impl Batcher {
     /// Adds the record at `offset` (copying its key and payload), and seals
     /// by size.
     pub fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: &[u8], now: Instant) {
+        self.advance(offset, Some((key, payload)), now);
+    }
+
+    /// Passes over the record at `offset` (a duplicate): the open batch's
+    /// range covers it, so it is committed with the batch, but it is not
+    /// written. A replay ending at it still ends there.
+    pub fn skip(&mut self, offset: i64, now: Instant) {
+        self.advance(offset, None, now);
+    }
+
+    fn advance(&mut self, offset: i64, record: Option<(Option<&[u8]>, &[u8])>, now: Instant) {
         if let Some(until) = self.replay_until
             && offset > until
         {
@@ -141,9 +152,11 @@ impl Batcher {
             .open
             .get_or_insert_with(|| Batch::open(self.partition, offset, now));
         batch.last_offset = offset;
-        batch.bytes += payload.len();
-        batch.records.push(offset, key, payload);
-        self.records += 1;
+        if let Some((key, payload)) = record {
+            batch.bytes += payload.len();
+            batch.records.push(offset, key, payload);
+            self.records += 1;
+        }
         let full = match self.replay_until {
             Some(until) => offset >= until,
             None => {
@@ -237,6 +250,38 @@ mod tests {
         }
         assert_eq!(ranges(&mut batcher), vec![(10, 13), (14, 16)]);
         assert!(!batcher.is_empty(), "17 is still open");
+    }
+
+    #[test]
+    fn a_skipped_record_is_in_the_range_but_not_written_nor_counted() {
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, None);
+        batcher.skip(9, now);
+        for offset in [10, 11] {
+            push(&mut batcher, offset, 10, now);
+        }
+        batcher.skip(12, now);
+        push(&mut batcher, 13, 10, now);
+        assert_eq!(batcher.waiting(), 1, "sealed at 3 written records");
+        let batch = batcher.take_sealed().expect("sealed");
+        assert_eq!((batch.first_offset, batch.last_offset), (9, 13));
+        let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [10, 11, 13]);
+    }
+
+    #[test]
+    fn a_replay_ending_at_a_skipped_record_ends_there() {
+        let intent = Intent {
+            first_offset: 10,
+            last_offset: 12,
+        };
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, Some(intent));
+        push(&mut batcher, 10, 1, now);
+        batcher.skip(11, now);
+        batcher.skip(12, now);
+        push(&mut batcher, 13, 1, now);
+        assert_eq!(ranges(&mut batcher), vec![(10, 12)]);
     }
 
     #[test]

@@ -20,6 +20,15 @@
 //! unsubscribed and never polled again, and a new consumer joins the group.
 //! On shutdown, everything read is sealed and delivered within the shutdown
 //! budget.
+//!
+//! A record whose event id is among its partition's recent ones is passed
+//! over (counted, committed with its batch, not written): a Kafka
+//! transaction whose abort marker never reached a partition leaves its
+//! records there for read_committed readers, and the transaction that
+//! processed the same input again adds them a second time (seen after a
+//! 60 s Kafka freeze; see `README.md`). Before a partition's first batch,
+//! the ids of the records just before its start are read back from Kafka,
+//! so a copy straddling a restart or a rebalance is caught too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +39,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
+use lumen_runtime::dedupe::{Dedupe, EventDigest};
+use lumen_runtime::reader::RangeReader;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
@@ -41,6 +52,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
 use crate::batch::{Batch, Batcher, Bounds, Intent};
+use crate::decode::Consumed;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::error::{Error, Result};
 use crate::insert::{Table, Writer};
@@ -410,6 +422,8 @@ pub struct Sink<T, D> {
     bounds: Bounds,
     max_buffered: usize,
     partitions: HashMap<i32, PartitionState>,
+    /// Recent event ids per partition.
+    dedupe: Dedupe,
     tasks: JoinSet<Option<Delivered>>,
     next_epoch: u64,
     /// Offsets acknowledged and committed asynchronously, committed again
@@ -419,13 +433,15 @@ pub struct Sink<T, D> {
 
 impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// A loop reading through a consumer of `subscription`, batching within
-    /// `bounds` and holding at most about `max_buffered` records read and
-    /// not yet inserted.
+    /// `bounds`, holding at most about `max_buffered` records read and not
+    /// yet inserted, and passing over a record whose event id is among the
+    /// `dedupe_window` before it in its partition.
     pub fn new(
         delivery: Delivery<T, D>,
         subscription: Subscription,
         bounds: Bounds,
         max_buffered: usize,
+        dedupe_window: usize,
     ) -> Result<Self> {
         Ok(Self {
             consumer: subscription.subscribe()?,
@@ -435,6 +451,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             bounds,
             max_buffered,
             partitions: HashMap::new(),
+            dedupe: Dedupe::new(dedupe_window),
             tasks: JoinSet::new(),
             next_epoch: 0,
             acked: HashMap::new(),
@@ -558,6 +575,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 "partition revoked; uncommitted records will be read again"
             );
         }
+        self.dedupe.drop_partition(partition);
         self.acked.remove(&partition);
     }
 
@@ -588,13 +606,20 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 payload: payload.to_vec(),
             });
         };
-        let waiting = state.batcher.waiting();
-        state.batcher.push(message.offset(), key, payload, now);
-        self.delivery.metrics.records_consumed.inc();
-        self.delivery.metrics.buffered_rows.inc();
-        Taken::Added {
-            sealed: state.batcher.waiting() > waiting,
-        }
+        let record = Consumed {
+            offset: message.offset(),
+            key,
+            payload,
+        };
+        let sealed = admit(
+            &mut state.batcher,
+            &mut self.dedupe,
+            &self.delivery.metrics,
+            message.partition(),
+            record,
+            now,
+        );
+        Taken::Added { sealed }
     }
 
     /// Takes the messages librdkafka already holds, up to [`BURST`], without
@@ -624,7 +649,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     async fn accept_first(&mut self, first: First) {
         let partition = first.partition;
         let replay = self.read_intent(partition).await;
-        if self.consumer.context().is_stuck() {
+        if self.consumer.context().is_stuck()
+            || !self.restore_recent_ids(partition, first.offset).await
+        {
             return;
         }
         if let Some(intent) = replay {
@@ -637,10 +664,17 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let mut batcher = Batcher::new(partition, self.bounds, replay);
-        batcher.push(
-            first.offset,
-            first.key.as_deref(),
-            &first.payload,
+        let record = Consumed {
+            offset: first.offset,
+            key: first.key.as_deref(),
+            payload: &first.payload,
+        };
+        admit(
+            &mut batcher,
+            &mut self.dedupe,
+            &self.delivery.metrics,
+            partition,
+            record,
             Instant::now(),
         );
         self.partitions.insert(
@@ -653,20 +687,16 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 paused: false,
             },
         );
-        self.delivery.metrics.records_consumed.inc();
-        self.delivery.metrics.buffered_rows.inc();
     }
 
     /// The intent in `partition`'s committed offset, retried until Kafka
     /// answers (guessing would risk a different cut, hence duplicates) or
     /// the consumer is given up on (`None` then too).
     async fn read_intent(&self, partition: i32) -> Option<Intent> {
-        let mut delays = self.delivery.writer.backoff().build();
-        let started = Instant::now();
-        loop {
-            let consumer = self.consumer.clone();
-            let topic = self.delivery.topic.clone();
-            let answer = lumen_runtime::kafka::call_within(CONSUMER_STUCK_AFTER, move || {
+        let consumer = self.consumer.clone();
+        let topic = self.delivery.topic.clone();
+        let read =
+            move || {
                 let mut list = TopicPartitionList::new();
                 list.add_partition(&topic, partition);
                 let committed = consumer.committed_offsets(list, KAFKA_CALL_TIMEOUT)?;
@@ -676,17 +706,75 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                         (element.offset() == Offset::Offset(intent.first_offset)).then_some(intent)
                     },
                 ))
-            })
-            .await;
-            match answer {
-                Some(Ok(intent)) => return intent,
+            };
+        self.ask_kafka("committed_offsets", partition, read)
+            .await
+            .flatten()
+    }
+
+    /// Refills `partition`'s recent event ids from the records just before
+    /// `start`, its first offset read. `false` if the consumer was given up
+    /// on meanwhile: a partition started without them could write a copy
+    /// again.
+    async fn restore_recent_ids(&mut self, partition: i32, start: i64) -> bool {
+        self.dedupe.drop_partition(partition);
+        if start == 0 {
+            return true;
+        }
+        let kafka = self.subscription.kafka.clone();
+        let client_id = format!("{}-recent-ids", self.subscription.group);
+        let topic = self.delivery.topic.clone();
+        let window = self.dedupe.capacity();
+        let read = move || {
+            let reader = RangeReader::new(&kafka, &client_id, KAFKA_CALL_TIMEOUT)?;
+            let mut ids = Vec::new();
+            let before = HashMap::from([(partition, start)]);
+            reader.tails(&topic, &before, window, |_, payload| {
+                ids.extend(lumen_schemas::codec::event_id(payload).map(EventDigest::of));
+            })?;
+            Ok::<_, lumen_runtime::reader::ReadError>(ids)
+        };
+        let Some(ids) = self.ask_kafka("recent_ids", partition, read).await else {
+            return false;
+        };
+        tracing::debug!(
+            partition,
+            start,
+            ids = ids.len(),
+            "recent event ids read back"
+        );
+        for id in ids {
+            self.dedupe.remember(partition, id);
+        }
+        true
+    }
+
+    /// Runs the blocking Kafka call `call` until it succeeds, retrying
+    /// failures (counted under `reason`) after a backoff. `None` once the
+    /// consumer is given up on: the call did not return, or did not
+    /// succeed, within [`CONSUMER_STUCK_AFTER`].
+    async fn ask_kafka<R, E>(
+        &self,
+        reason: &'static str,
+        partition: i32,
+        call: impl FnOnce() -> std::result::Result<R, E> + Clone + Send + 'static,
+    ) -> Option<R>
+    where
+        R: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let mut delays = self.delivery.writer.backoff().build();
+        let started = Instant::now();
+        loop {
+            match lumen_runtime::kafka::call_within(CONSUMER_STUCK_AFTER, call.clone()).await {
+                Some(Ok(answer)) => return Some(answer),
                 Some(Err(error)) => {
                     self.delivery
                         .metrics
                         .retries
-                        .with_label_values(&["committed_offsets"])
+                        .with_label_values(&[reason])
                         .inc();
-                    tracing::warn!(%error, partition, "cannot read the committed offset; retrying");
+                    tracing::warn!(%error, partition, reason, "Kafka call failed; retrying");
                 }
                 // Not returned within the bound: given up on just below.
                 None => {}
@@ -855,6 +943,43 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     }
 }
 
+/// Adds `record` to its partition's open batch, or passes over it if its
+/// event id is among the partition's recent ones; returns whether a batch
+/// was sealed. A record without a readable id goes on: it becomes a dead
+/// letter when its batch is delivered.
+fn admit(
+    batcher: &mut Batcher,
+    dedupe: &mut Dedupe,
+    metrics: &Metrics,
+    partition: i32,
+    record: Consumed<'_>,
+    now: Instant,
+) -> bool {
+    let waiting = batcher.waiting();
+    metrics.records_consumed.inc();
+    let id = lumen_schemas::codec::event_id(record.payload);
+    let digest = id.map(EventDigest::of);
+    if let Some(digest) = digest
+        && dedupe.seen(partition, digest)
+    {
+        batcher.skip(record.offset, now);
+        metrics.duplicates.inc();
+        tracing::info!(
+            partition,
+            offset = record.offset,
+            event_id = id,
+            "event already written from a recent record; not written again"
+        );
+    } else {
+        if let Some(digest) = digest {
+            dedupe.remember(partition, digest);
+        }
+        batcher.push(record.offset, record.key, record.payload, now);
+        metrics.buffered_rows.inc();
+    }
+    batcher.waiting() > waiting
+}
+
 /// One batch, end to end: intent, insert, dead letters. Every step is
 /// retried until it succeeds; the task is aborted if the partition goes,
 /// and gives up (`None`) if it went before the intent was recorded or the
@@ -996,6 +1121,61 @@ mod tests {
 
     fn context() -> Arc<SinkContext> {
         Arc::new(SinkContext::new("t", Metrics::new().expect("metrics")))
+    }
+
+    #[test]
+    fn a_record_whose_event_id_was_just_admitted_is_passed_over() {
+        let metrics = Metrics::new().expect("metrics");
+        let codec = lumen_schemas::Codec::<lumen_schemas::EnrichedEvent>::new().expect("codec");
+        let [first, other] = [1, 2].map(|n| {
+            codec
+                .encode(&crate::row::sample::event(n, 1_700_000_000_000))
+                .expect("encode")
+        });
+        let bounds = Bounds {
+            max_rows: 10,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(1),
+        };
+        let mut batcher = Batcher::new(0, bounds, None);
+        let mut dedupe = Dedupe::new(10);
+        let unreadable = b"not avro".to_vec();
+        let now = Instant::now();
+        for (offset, payload) in [(5, &first), (6, &other), (7, &first), (8, &unreadable)] {
+            let record = Consumed {
+                offset,
+                key: None,
+                payload,
+            };
+            admit(&mut batcher, &mut dedupe, &metrics, 0, record, now);
+        }
+        let mut other_partition = Batcher::new(1, bounds, None);
+        let copy_elsewhere = Consumed {
+            offset: 0,
+            key: None,
+            payload: &first,
+        };
+        admit(
+            &mut other_partition,
+            &mut dedupe,
+            &metrics,
+            1,
+            copy_elsewhere,
+            now,
+        );
+        assert_eq!(other_partition.records(), 1, "partitions are separate");
+        batcher.seal();
+        let batch = batcher.take_sealed().expect("sealed");
+        assert_eq!((batch.first_offset, batch.last_offset), (5, 8));
+        let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();
+        assert_eq!(
+            offsets,
+            [5, 6, 8],
+            "the copy at 7 is passed over, the unreadable 8 goes on"
+        );
+        assert_eq!(metrics.duplicates.get(), 1);
+        assert_eq!(metrics.records_consumed.get(), 5);
+        assert_eq!(metrics.buffered_rows.get(), 4);
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub async fn run_with<T: Table>(
         subscription,
         bounds,
         config.batch.max_buffered_rows,
+        config.dedupe_window_events,
     )?;
     readiness.set(true);
     tracing::info!(%topic, group = %config.consumer_group, admin = %admin.local_addr, "sink running");

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub records_consumed: IntCounter,
     /// Rows ClickHouse acknowledged.
     pub rows_written: IntCounter,
+    /// Records not written because their event id was just written.
+    pub duplicates: IntCounter,
     /// Rows per acknowledged insert.
     pub batch_rows: Histogram,
     /// Duration of acknowledged inserts.
@@ -67,6 +69,10 @@ impl Metrics {
         let rows_written = IntCounter::new(
             "lumen_sink_rows_written_total",
             "Rows ClickHouse acknowledged (deduplicated replays included).",
+        )?;
+        let duplicates = IntCounter::new(
+            "lumen_sink_duplicates_dropped_total",
+            "Records not written because a record with the same event id was among the partition's recent ones (--dedupe-window-events).",
         )?;
         let batch_rows = Histogram::with_opts(
             HistogramOpts::new("lumen_sink_batch_rows", "Rows per acknowledged insert.")
@@ -117,9 +123,10 @@ impl Metrics {
             "Records read and not yet acknowledged by ClickHouse.",
         )?;
         let last_insert = LastInsert::new()?;
-        let collectors: [Box<dyn Collector>; 12] = [
+        let collectors: [Box<dyn Collector>; 13] = [
             Box::new(records_consumed.clone()),
             Box::new(rows_written.clone()),
+            Box::new(duplicates.clone()),
             Box::new(batch_rows.clone()),
             Box::new(insert_duration.clone()),
             Box::new(retries.clone()),
@@ -138,6 +145,7 @@ impl Metrics {
             registry,
             records_consumed,
             rows_written,
+            duplicates,
             batch_rows,
             insert_duration,
             retries,

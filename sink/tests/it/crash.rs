@@ -4,7 +4,7 @@
 //! different batch bounds after the restart, so only the recorded intent
 //! can reproduce the cut), once with a real SIGKILL of the binary.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -73,25 +73,11 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
     second.await.expect("join").expect("clean shutdown");
 }
 
-fn spawn_binary(harness: &Harness, admin_port: u16) -> Child {
-    harness
-        .sink_command(admin_port)
-        .env(
-            "LUMEN_KAFKA_OPTIONS",
-            "session.timeout.ms=6000,heartbeat.interval.ms=500",
-        )
-        .env("LUMEN_SINK_BATCH_MAX_ROWS", "300")
-        .env("LUMEN_SINK_BATCH_MAX_AGE_MS", "50")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn lumen-sink")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_binary_mid_stream_loses_and_doubles_nothing() {
     let harness = Harness::new("crash_sigkill").await;
     let port = free_port();
-    let mut sink = spawn_binary(&harness, port);
+    let mut sink = harness.spawn_sink(port);
 
     // Traffic in waves while the sink writes; kill it once some rows landed.
     let total = 6_000;
@@ -113,7 +99,7 @@ async fn sigkill_of_the_binary_mid_stream_loses_and_doubles_nothing() {
     );
 
     let port = free_port();
-    let mut sink = spawn_binary(&harness, port);
+    let mut sink = harness.spawn_sink(port);
     harness.expect_exactly(total).await;
     eventually("ready", || async {
         get(port, "/readyz")

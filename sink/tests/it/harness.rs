@@ -112,6 +112,21 @@ impl Harness {
         config
     }
 
+    /// [`Self::sink_command`] started, with the quick session timeout and
+    /// small, quickly cut batches of [`Self::config`], its log discarded.
+    pub fn spawn_sink(&self, admin_port: u16) -> std::process::Child {
+        self.sink_command(admin_port)
+            .env(
+                "LUMEN_KAFKA_OPTIONS",
+                "session.timeout.ms=6000,heartbeat.interval.ms=500",
+            )
+            .env("LUMEN_SINK_BATCH_MAX_ROWS", "300")
+            .env("LUMEN_SINK_BATCH_MAX_AGE_MS", "50")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn lumen-sink")
+    }
+
     /// `lumen-sink` as a child process on this test's topics, group and
     /// database, its admin server on `admin_port`, logging warnings only.
     pub fn sink_command(&self, admin_port: u16) -> std::process::Command {

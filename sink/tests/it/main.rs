@@ -5,6 +5,7 @@
 #![cfg(feature = "integration")]
 
 mod crash;
+mod duplicates;
 mod flow;
 mod harness;
 mod outage;
