@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use clickhouse::Client;
 use clickhouse::error::Error as ClickHouseError;
+use clickhouse::insert_formatted::InsertFormatted;
 
 use crate::batch::dedup_token;
 use crate::decode::{Decoder, Records, Rejected, Rows};
@@ -138,12 +139,7 @@ impl ClickHouseTable {
 impl Table for ClickHouseTable {
     async fn insert(&self, rows: &mut Rows<'_>, token: &str) -> Result<(), InsertError> {
         let attempt = async {
-            let mut insert = self
-                .client
-                .insert_formatted_with(insert_sql())
-                .with_setting("insert_deduplicate", "1")
-                .with_setting("insert_deduplication_token", token)
-                .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
+            let mut insert = deduplicated(self.client.insert_formatted_with(insert_sql()), token)
                 .with_timeouts(Some(self.timeout), Some(self.timeout))
                 .buffered_with_capacity(CHUNK_BYTES);
             let mut chunk = Vec::with_capacity(CHUNK_BYTES);
@@ -159,6 +155,15 @@ impl Table for ClickHouseTable {
         };
         attempt.await.map_err(InsertError::classify)
     }
+}
+
+/// `insert` deduplicated by `token`, in `events` and in every view it
+/// feeds: a batch inserted again with the same token is a no-op.
+pub fn deduplicated(insert: InsertFormatted, token: &str) -> InsertFormatted {
+    insert
+        .with_setting("insert_deduplicate", "1")
+        .with_setting("insert_deduplication_token", token)
+        .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
 }
 
 /// Bytes of rows per compressed chunk of an insert, the `clickhouse`

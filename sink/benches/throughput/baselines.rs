@@ -3,6 +3,9 @@
 //!
 //! - ClickHouse's ingest limit over HTTP: RowBinary encoded by ClickHouse
 //!   and LZ4-compressed by the `clickhouse` crate before the clock starts.
+//!   Run twice: bare (b), and (b') with the sink's deduplication settings
+//!   and a token per batch, which tells ClickHouse's price of exactly-once
+//!   inserts (b over b') from the sink's own costs (b' over a).
 //! - ClickHouse's Kafka table engine. It cannot read the enriched topic
 //!   (Avro single-object encoding: a `C3 01` header and a fingerprint per
 //!   message), so it reads a mirror topic holding the same rows as
@@ -31,9 +34,10 @@ use crate::cpu::Servers;
 use crate::harness::{Harness, PARTITIONS, brokers, clickhouse_url, eventually};
 use crate::{Settings, Throughput, drop_database, phase, watch};
 
-/// (b): pre-encoded RowBinary POSTed straight to ClickHouse.
-pub async fn http(settings: &Settings, source: &Harness) -> Throughput {
-    let harness = phase("http").await;
+/// (b): pre-encoded RowBinary POSTed straight to ClickHouse; (b') the same
+/// with the sink's deduplication settings when `deduplicated`.
+pub async fn http(settings: &Settings, source: &Harness, deduplicated: bool) -> Throughput {
+    let harness = phase(if deduplicated { "http_dedup" } else { "http" }).await;
     let batches = settings.rows.div_ceil(settings.batch.max_rows).max(1);
     let reader = Client::default().with_url(clickhouse_url());
     // Lanes of batches, one lane per partition, as the sink inserts.
@@ -59,12 +63,16 @@ pub async fn http(settings: &Settings, source: &Harness) -> Throughput {
     let before = servers.now(None);
     let started = Instant::now();
     let mut inserts = JoinSet::new();
-    for lane in lanes {
+    for (lane_number, lane) in lanes.into_iter().enumerate() {
         let client = client.clone();
         inserts.spawn(async move {
-            for batch in lane {
+            for (batch_number, batch) in lane.into_iter().enumerate() {
                 let mut insert =
                     client.insert_formatted_with("INSERT INTO events FORMAT RowBinary");
+                if deduplicated {
+                    let token = format!("bench-{lane_number}-{batch_number}");
+                    insert = lumen_sink::insert::deduplicated(insert, &token);
+                }
                 insert.send_compressed(batch).await.expect("send batch");
                 insert.end().await.expect("batch acknowledged");
             }

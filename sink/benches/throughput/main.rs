@@ -14,6 +14,10 @@
 //!   batches of at most `--batch-max-rows`, one lane per Kafka partition
 //!   like the sink's one insert in flight per partition. No Kafka, no dedup
 //!   token: ClickHouse's ingest limit. Target: (a) ≥ 0.8 × (b).
+//! - **(b') the same, deduplicated**: (b) with the sink's deduplication
+//!   settings and a token per batch (`insert::deduplicated`). No target:
+//!   (b') / (b) is what exactly-once inserts cost ClickHouse, (a) / (b')
+//!   what is left to the sink and Kafka.
 //! - **(c) Kafka engine**: ClickHouse's Kafka table engine and a
 //!   materialized view into `events`, reading a mirror topic with the same
 //!   rows as one RowBinary row per message (see `baselines.rs` for why).
@@ -246,6 +250,7 @@ struct Report {
     sink: Throughput,
     sink_peak: u64,
     http: Throughput,
+    http_deduplicated: Throughput,
     engine: Option<Throughput>,
     latency: Option<Latency>,
 }
@@ -256,6 +261,7 @@ impl Report {
             settings,
             sink,
             http,
+            http_deduplicated,
             engine,
             latency,
             ..
@@ -276,6 +282,10 @@ impl Report {
         let runs = [
             ("(a) sink, Kafka -> ClickHouse", Some(sink)),
             ("(b) HTTP RowBinary, pre-encoded, no Kafka", Some(http)),
+            (
+                "(b') (b) with the sink's deduplication",
+                Some(http_deduplicated),
+            ),
             ("(c) Kafka engine + materialized view", engine.as_ref()),
         ];
         for (name, run) in runs.iter().filter_map(|(name, run)| Some((name, (*run)?))) {
@@ -287,6 +297,13 @@ impl Report {
             "ratio (a) / (b)",
             ratio(sink.reading_rate(), http.rate()),
             verdict(to_http >= 0.8)
+        );
+        println!(
+            "{:<46} {:>12.2} {:>14}   (the sink's own cost; (b') / (b) {:.2} is ClickHouse's for exactly-once)",
+            "ratio (a) / (b')",
+            sink.rate() / http_deduplicated.rate(),
+            ratio(sink.reading_rate(), http_deduplicated.rate()),
+            http_deduplicated.rate() / http.rate()
         );
         if let Some(engine) = engine {
             let to_engine = sink.rate() / engine.rate();
@@ -306,7 +323,7 @@ impl Report {
         );
         for (name, run) in runs
             .iter()
-            .take(2)
+            .take(3)
             .filter_map(|(name, run)| Some((name, (*run)?)))
         {
             let per_million = |seconds: Option<f64>| {
@@ -317,7 +334,7 @@ impl Report {
             };
             println!(
                 "{:<46} {:>8} {:>11} {:>8}",
-                &name[..3],
+                name.split_once(' ').map_or(*name, |(label, _)| label),
                 per_million(run.cpu.sink),
                 per_million(run.cpu.clickhouse),
                 per_million(run.cpu.kafka)
@@ -365,8 +382,10 @@ async fn main() {
     let settings = Settings::from_env();
     let (source, sink, sink_peak) = sink_throughput(&settings).await;
     println!("(a) sink: {sink:?}");
-    let http = baselines::http(&settings, &source).await;
+    let http = baselines::http(&settings, &source, false).await;
     println!("(b) HTTP RowBinary: {http:?}");
+    let http_deduplicated = baselines::http(&settings, &source, true).await;
+    println!("(b') HTTP RowBinary, deduplicated: {http_deduplicated:?}");
     let mut engine = None;
     if settings.runs('c') {
         let run = baselines::kafka_engine(&settings, &source).await;
@@ -385,6 +404,7 @@ async fn main() {
         sink,
         sink_peak,
         http,
+        http_deduplicated,
         engine,
         latency,
     }
