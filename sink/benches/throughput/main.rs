@@ -231,6 +231,16 @@ async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
     )
     .await;
     run.cpu = servers.now(Some(sink.pid())).since(&before);
+    // How much of the run the partitions' insert lanes had an insert
+    // waiting for ClickHouse: the rest they spent recording intents,
+    // waiting for records or idle.
+    let busy =
+        sink.insert_seconds().await / (run.total.as_secs_f64() * f64::from(harness::PARTITIONS));
+    println!(
+        "(a) inserts in flight {:.0}% of the run, on average over the {} partitions",
+        busy * 100.0,
+        harness::PARTITIONS
+    );
     let peak = sink.peak_rss_bytes();
     harness.expect_exactly(n).await;
     sink.terminate().await;

@@ -48,6 +48,12 @@ impl SinkProcess {
         Duration::from_secs_f64(if count > 0.0 { sum / count } else { 0.0 })
     }
 
+    /// Seconds spent in acknowledged inserts so far, summed over the
+    /// partitions' concurrent inserts.
+    pub async fn insert_seconds(&self) -> f64 {
+        self.metric("lumen_sink_insert_duration_seconds_sum").await
+    }
+
     /// The value of an unlabelled sample on `/metrics`; 0 when absent.
     async fn metric(&self, name: &str) -> f64 {
         let Some(metrics) = get(self.admin_port, "/metrics").await else {
