@@ -109,7 +109,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running> {
     .await?;
     let public = PublicServer::start(
         config.http.listen_addr,
-        routes::router(state),
+        routes::Public::new(state),
         ServerTimeouts {
             header_read: Duration::from_millis(config.http.header_timeout_ms),
             drain: Duration::from_millis(config.http.drain_timeout_ms),

@@ -14,15 +14,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::IpNet;
 use lumen_schemas::{Codec, EventKind, RawEvent};
 use serde::Serialize;
+use tower::ServiceExt;
 use url::Url;
 
 use crate::config::Limits;
@@ -83,7 +83,8 @@ pub struct Summary {
 }
 
 /// The public router (serve it with `ConnectInfo<SocketAddr>` in the
-/// request extensions, as `server` does).
+/// request extensions, as [`Public::answer`] does). Answers are not counted
+/// here but in [`Public`].
 pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
     Router::new()
         .route("/v1/events", post(collect::<P>).options(preflight::<P>))
@@ -92,32 +93,50 @@ pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
         .route("/t.js", get(tracker::<P>))
         .fallback(|| async { RequestError::NotFound })
         .method_not_allowed_fallback(|| async { RequestError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests::<P>,
-        ))
         .with_state(state)
 }
 
-/// Counts every answer by route template and status, and the requests
-/// in flight.
-async fn count_requests<P: Producer>(
-    State(state): State<Arc<AppState<P>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|path| ROUTES.iter().find(|route| **route == path.as_str()))
-        .copied()
-        .unwrap_or("other");
-    let metrics = &state.metrics;
-    metrics.requests_in_flight.inc();
-    let response = next.run(request).await;
-    metrics.requests_in_flight.dec();
-    metrics.count_request(route, response.status().as_u16());
-    response
+/// The router with every answer counted by route and status, and the
+/// requests in flight: what `server` serves.
+///
+/// The counting wraps the router instead of being one of its layers: an
+/// axum `from_fn` middleware boxed a future and cloned the boxed route of
+/// every request, and looked the route up in the request's extensions:
+/// pixel requests took 54 µs of CPU each with it, 42 without, in the
+/// benchmark's alternating runs. Every route is a literal path, so the path
+/// itself names the route.
+pub struct Public {
+    router: Router,
+    metrics: Metrics,
+}
+
+impl Public {
+    /// The router of `state`, counted in its metrics.
+    pub fn new<P: Producer>(state: Arc<AppState<P>>) -> Self {
+        Self {
+            metrics: state.metrics.clone(),
+            router: router(state),
+        }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn answer(&self, mut request: Request, peer: SocketAddr) -> Response {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let route = ROUTES
+            .iter()
+            .find(|route| **route == request.uri().path())
+            .copied()
+            .unwrap_or("other");
+        self.metrics.requests_in_flight.inc();
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        self.metrics.requests_in_flight.dec();
+        self.metrics
+            .count_request(route, response.status().as_u16());
+        response
+    }
 }
 
 /// The browser's `Origin` header, as sent and parsed (`null` and garbage

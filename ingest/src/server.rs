@@ -1,15 +1,15 @@
-//! The public listener: accepts connections and serves the router over
+//! The public listener: accepts connections and serves [`Public`] over
 //! HTTP/1.1 with a header read timeout (axum's own `serve` has none, which
-//! lets slowloris clients hold connections forever), puts the peer address
-//! in each request, and on shutdown stops accepting and lets in-flight
+//! lets slowloris clients hold connections forever), gives it each
+//! request's peer address, and on shutdown stops accepting and lets in-flight
 //! requests finish within the drain timeout.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,7 +17,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use lumen_runtime::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
+
+use crate::routes::Public;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
@@ -41,24 +42,24 @@ pub struct PublicServer {
 }
 
 impl PublicServer {
-    /// Binds `addr` and serves `router` until `shutdown` fires.
+    /// Binds `addr` and serves `public` until `shutdown` fires.
     pub async fn start(
         addr: SocketAddr,
-        router: Router,
+        public: Public,
         timeouts: ServerTimeouts,
         shutdown: Shutdown,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         tracing::info!(%local_addr, "public server listening");
-        let task = tokio::spawn(serve(listener, router, timeouts, shutdown));
+        let task = tokio::spawn(serve(listener, Arc::new(public), timeouts, shutdown));
         Ok(Self { local_addr, task })
     }
 }
 
 async fn serve(
     listener: TcpListener,
-    router: Router,
+    public: Arc<Public>,
     timeouts: ServerTimeouts,
     shutdown: Shutdown,
 ) {
@@ -81,10 +82,10 @@ async fn serve(
         };
         // Beacons are small: send answers without Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request.map(Body::new))
+        let public = public.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let public = public.clone();
+            async move { Ok::<_, Infallible>(public.answer(request.map(Body::new), peer).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

@@ -10,7 +10,6 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use rstest::rstest;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use super::*;
 use crate::produce::{FakeFailure, RecordingProducer};
@@ -70,14 +69,10 @@ async fn send(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let mut request = request.body(body.into()).expect("request");
-    request
-        .extensions_mut()
-        .insert(ConnectInfo::<SocketAddr>(PEER.parse().expect("peer")));
-    let response = router(state.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
+    let request = request.body(body.into()).expect("request");
+    let response = Public::new(state.clone())
+        .answer(request, PEER.parse().expect("peer"))
+        .await;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
@@ -444,14 +439,15 @@ async fn unknown_routes_and_methods_are_4xx() {
     let wrong_method = send(&state, Method::GET, "/v1/events", &[], Body::empty()).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.reason(), "method_not_allowed");
-    assert_eq!(
+    let counted = |route: &str, status: &str| {
         state
             .metrics
             .requests
-            .with_label_values(&["/v1/events", "405"])
-            .get(),
-        1
-    );
+            .with_label_values(&[route, status])
+            .get()
+    };
+    assert_eq!(counted("/v1/events", "405"), 1);
+    assert_eq!(counted("other", "404"), 1);
 }
 
 /// A hostile request body: name, request headers, body, status, reason.
