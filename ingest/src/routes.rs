@@ -127,15 +127,33 @@ impl Public {
             .find(|route| **route == request.uri().path())
             .copied()
             .unwrap_or("other");
-        self.metrics.requests_in_flight.inc();
+        let in_flight = InFlightRequest::start(&self.metrics.requests_in_flight);
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
-        self.metrics.requests_in_flight.dec();
+        drop(in_flight);
         self.metrics
             .count_request(route, response.status().as_u16());
         response
+    }
+}
+
+/// Counts a request in `lumen_ingest_requests_in_flight` for as long as it
+/// lives: a request whose client hung up is dropped mid-answer, and must
+/// leave the gauge all the same.
+struct InFlightRequest<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlightRequest<'a> {
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlightRequest<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -645,3 +645,23 @@ proptest! {
         prop_assert!(!answer.status.is_server_error(), "{}", answer.status);
     }
 }
+
+#[tokio::test]
+async fn a_request_dropped_mid_answer_leaves_the_in_flight_gauge() {
+    let state = state(RecordingProducer::default());
+    // A body that never ends: the answer waits for it until it is dropped.
+    let (_sender, endless) =
+        http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(1);
+    let endless = Body::new(endless);
+    let request = HttpRequest::builder()
+        .method(Method::POST)
+        .uri("/v1/events")
+        .header("content-type", "application/json")
+        .body(endless)
+        .expect("request");
+    let public = Public::new(state.clone());
+    let answer = public.answer(request, PEER.parse().expect("peer"));
+    let waited = tokio::time::timeout(Duration::from_millis(50), answer).await;
+    assert!(waited.is_err(), "the body never ends");
+    assert_eq!(state.metrics.requests_in_flight.get(), 0);
+}
