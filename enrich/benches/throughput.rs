@@ -22,7 +22,8 @@
 //! the raw topic, and also from its first commit (steady state). Then:
 //! exactness read back `read_committed` (N enriched events with N distinct
 //! ids, one share record per share, no dead letter, N copies), the
-//! service's peak RSS (`VmHWM`) and its token store's estimated size.
+//! service's CPU time per event (`/proc/<pid>/stat`, start to last commit),
+//! its peak RSS (`VmHWM`) and its token store's estimated size.
 //! Targets (issue #5): at least 50 000 events/s through the whole service;
 //! under 100 MiB resident besides the token store.
 //!
@@ -122,6 +123,8 @@ async fn until_committed(
 /// What the service reported about itself at the end.
 struct ServiceFigures {
     timing: Timing,
+    /// CPU seconds of the process from its start to the last commit.
+    cpu_seconds: f64,
     peak_rss_bytes: u64,
     token_store_bytes: f64,
     token_store_entries: f64,
@@ -153,6 +156,7 @@ async fn run_service(
         &log,
     );
     let timing = until_committed(&watch, records, started, || service.assert_running()).await;
+    let cpu_seconds = service.cpu_seconds();
     let peak_rss_bytes = service.peak_rss_bytes();
     let metrics = service.metrics().await;
     let status = service.stop();
@@ -160,6 +164,7 @@ async fn run_service(
     let transactions = metrics.value("lumen_enrich_transactions_total{outcome=\"committed\"}");
     ServiceFigures {
         timing,
+        cpu_seconds,
         peak_rss_bytes,
         token_store_bytes: metrics.value("lumen_enrich_token_store_bytes"),
         token_store_entries: metrics.value("lumen_enrich_token_store_entries"),
@@ -286,6 +291,11 @@ impl Report {
             verdict(rate >= TARGET_EVENTS_PER_SECOND)
         );
         let service = &self.service;
+        println!(
+            "lumen-enrich CPU: {:.2} s, {:.2} us per event (every thread, from start to the last commit)",
+            service.cpu_seconds,
+            service.cpu_seconds * 1e6 / n as f64,
+        );
         let rss = service.peak_rss_bytes as f64;
         let besides_store = rss - service.token_store_bytes;
         println!(
