@@ -397,60 +397,56 @@ impl<T: Transport> Pipeline<T> {
             self.batch.tally.add(Counter::EventsIn, "duplicate");
             return;
         }
-        let outputs = self
-            .enricher
-            .enrich(partition, raw, None)
-            .and_then(|enriched| self.outputs(partition, key, enriched));
-        match outputs {
-            Ok(outputs) => {
-                self.batch.tally.add(Counter::EventsIn, "enriched");
-                for output in &outputs {
-                    self.send(output);
+        let enriched = match self.enricher.enrich(partition, raw, None) {
+            Ok(enriched) => enriched,
+            Err(error) => return self.dead_letter(key, payload, &error, source),
+        };
+        // Both encoded before either is sent: a record that cannot be
+        // written whole goes to the dead letters alone.
+        let event = self.encoders.enriched(key, &enriched.event);
+        let share = enriched
+            .share
+            .as_ref()
+            .map(|share| self.encoders.share(partition, share))
+            .transpose();
+        match (event, share) {
+            (Ok(event), Ok(share)) => {
+                self.count(&enriched);
+                self.send(&event);
+                if let Some(share) = &share {
+                    self.send(share);
                 }
                 self.batch.event_ids.insert((partition, id));
             }
-            Err(error) => self.dead_letter(key, payload, &error, source),
+            (Err(error), _) | (_, Err(error)) => self.dead_letter(key, payload, &error, source),
         }
     }
 
-    fn outputs(
-        &mut self,
-        partition: i32,
-        key: Option<&[u8]>,
-        enriched: Enriched,
-    ) -> Result<Vec<Output>> {
-        let Enriched {
-            event,
-            share,
-            rule,
-            ua_cache,
-            bot,
-        } = enriched;
-        let mut outputs = vec![self.encoders.enriched(key, &event)?];
-        if let Some(share) = &share {
-            outputs.push(self.encoders.share(partition, share)?);
-            self.batch.tally.add(Counter::SharesRecorded, "");
-        }
+    /// Counts an enriched event in the batch's tally (applied on commit).
+    fn count(&mut self, enriched: &Enriched) {
         let tally = &mut self.batch.tally;
+        tally.add(Counter::EventsIn, "enriched");
+        if enriched.share.is_some() {
+            tally.add(Counter::SharesRecorded, "");
+        }
         tally.add(
             Counter::EventsOut,
-            crate::metrics::channel_label(event.channel),
+            crate::metrics::channel_label(enriched.event.channel),
         );
-        tally.add(Counter::RuleHits, rule);
+        tally.add(Counter::RuleHits, enriched.rule);
         tally.add(
             Counter::UaCache,
-            match ua_cache {
+            match enriched.ua_cache {
                 CacheOutcome::Hit => "hit",
                 CacheOutcome::Miss => "miss",
             },
         );
-        if let Some(result) = token_lookup(&event) {
+        if let Some(result) = token_lookup(&enriched.event) {
             tally.add(Counter::TokenLookups, result);
         }
-        if let Some(app) = bot {
+        if let Some(app) = enriched.bot {
             tally.add(Counter::BotEvents, app);
         }
-        Ok(outputs)
     }
 
     fn dead_letter(
@@ -468,7 +464,7 @@ impl<T: Transport> Pipeline<T> {
 
     /// Sends into the batch's transaction; after a failure, nothing more
     /// (the batch will be aborted and read again).
-    fn send(&mut self, output: &Output) {
+    fn send(&mut self, output: &Output<'_>) {
         if self.batch.failed.is_none()
             && let Err(error) = self.transport.send(output)
         {
@@ -696,7 +692,7 @@ mod tests {
     }
 
     impl Transport for Recording {
-        fn send(&mut self, output: &Output) -> Result<()> {
+        fn send(&mut self, output: &Output<'_>) -> Result<()> {
             if let Some(code) = self.fail_send.take() {
                 return Err(Error::kafka("enqueue")(KafkaError::MessageProduction(code)));
             }

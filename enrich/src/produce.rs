@@ -13,13 +13,14 @@
 
 use lumen_runtime::TopicsConfig;
 use lumen_schemas::{Codec, EnrichedEvent, ShareRecord};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
@@ -47,15 +48,17 @@ pub enum Destination {
     DeadLetter,
 }
 
-/// One record to write.
+/// One record to write. It borrows what it can (the raw record's key and
+/// payload, a share's token): librdkafka copies the record when it is
+/// sent, so an owned copy here would only be one more allocation.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub struct Output<'a> {
     /// Target topic.
     pub destination: Destination,
     /// Record key.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<&'a [u8]>,
     /// Record value.
-    pub payload: Vec<u8>,
+    pub payload: Cow<'a, [u8]>,
     /// Fixed partition (share records follow their raw partition, so a
     /// partition's shares are restored with it); `None` lets the key decide.
     pub partition: Option<i32>,
@@ -90,22 +93,22 @@ impl Encoders {
     }
 
     /// An enriched event, under the raw record's key.
-    pub fn enriched(&self, key: Option<&[u8]>, event: &EnrichedEvent) -> Result<Output> {
+    pub fn enriched<'a>(&self, key: Option<&'a [u8]>, event: &EnrichedEvent) -> Result<Output<'a>> {
         Ok(Output {
             destination: Destination::Enriched,
-            key: key.map(<[u8]>::to_vec),
-            payload: self.enriched.encode(event).map_err(Error::Encode)?,
+            key,
+            payload: Cow::Owned(self.enriched.encode(event).map_err(Error::Encode)?),
             partition: None,
             headers: Vec::new(),
         })
     }
 
     /// A share record, keyed by token, in the raw record's partition.
-    pub fn share(&self, partition: i32, record: &ShareRecord) -> Result<Output> {
+    pub fn share<'a>(&self, partition: i32, record: &'a ShareRecord) -> Result<Output<'a>> {
         Ok(Output {
             destination: Destination::Shares,
-            key: Some(record.token.as_bytes().to_vec()),
-            payload: self.shares.encode(record).map_err(Error::Encode)?,
+            key: Some(record.token.as_bytes()),
+            payload: Cow::Owned(self.shares.encode(record).map_err(Error::Encode)?),
             partition: Some(partition),
             headers: Vec::new(),
         })
@@ -114,16 +117,16 @@ impl Encoders {
 
 /// A dead-letter record: the original key and payload, the reason in
 /// headers.
-pub fn dead_letter(
-    key: Option<&[u8]>,
-    payload: &[u8],
+pub fn dead_letter<'a>(
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
     error: &Error,
     source: SourcePosition<'_>,
-) -> Output {
+) -> Output<'a> {
     Output {
         destination: Destination::DeadLetter,
-        key: key.map(<[u8]>::to_vec),
-        payload: payload.to_vec(),
+        key,
+        payload: Cow::Borrowed(payload),
         partition: None,
         headers: vec![
             (HEADER_REASON, error.reason().to_owned()),
@@ -140,7 +143,7 @@ pub trait Transport: Send {
     /// Sends `output` in the open transaction, beginning one if none is
     /// open. Nothing sent is visible to `read_committed` readers before
     /// [`commit`](Self::commit).
-    fn send(&mut self, output: &Output) -> Result<()>;
+    fn send(&mut self, output: &Output<'_>) -> Result<()>;
 
     /// Commits what was sent since the last commit or abort together with
     /// `next_offsets` (per raw partition, the next offset to read), in one
@@ -196,14 +199,14 @@ impl<C: ConsumerContext + 'static> KafkaTransport<C> {
 }
 
 impl<C: ConsumerContext + 'static> Transport for KafkaTransport<C> {
-    fn send(&mut self, output: &Output) -> Result<()> {
+    fn send(&mut self, output: &Output<'_>) -> Result<()> {
         let topic = match output.destination {
             Destination::Enriched => &self.topics.enriched,
             Destination::Shares => &self.topics.shares,
             Destination::DeadLetter => &self.topics.dlq,
         };
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
-        if let Some(key) = &output.key {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(&output.payload);
+        if let Some(key) = output.key {
             record = record.key(key);
         }
         if let Some(partition) = output.partition {
@@ -325,8 +328,8 @@ mod tests {
             },
         );
         assert_eq!(output.destination, Destination::DeadLetter);
-        assert_eq!(output.key.as_deref(), Some(&b"key"[..]));
-        assert_eq!(output.payload, b"garbage");
+        assert_eq!(output.key, Some(&b"key"[..]));
+        assert_eq!(*output.payload, *b"garbage");
         let header = |name: &str| {
             output
                 .headers

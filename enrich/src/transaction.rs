@@ -7,21 +7,101 @@
 //! Pure mechanism: what to send and what to do after a failure is decided
 //! by the consume loop.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{TopicPartitionList, message::ToBytes};
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+
+/// The librdkafka producer: its own thread polls delivery reports into
+/// each transaction's [`InFlight`]. rdkafka's `FutureProducer` allocated a
+/// channel and a box per record and had the commit await each record's
+/// future in turn.
+type KafkaProducer = ThreadedProducer<Deliveries>;
+
+/// The records of one transaction not yet acknowledged, and the first
+/// failure among them.
+#[derive(Debug, Default)]
+struct InFlight {
+    remaining: AtomicUsize,
+    failure: Mutex<Option<KafkaError>>,
+    /// Woken when `remaining` drops to zero or a record fails. It may
+    /// drop to zero many times while the batch is still being sent: the
+    /// waiter checks again after each wake-up.
+    done: Notify,
+}
+
+impl InFlight {
+    /// A record is about to be enqueued: counted before librdkafka can
+    /// report it.
+    fn add(&self) {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A record will never be reported again: acknowledged, failed, or
+    /// refused by the queue.
+    fn settle(&self, failure: Option<&KafkaError>) {
+        if let Some(error) = failure {
+            self.failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| error.clone());
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 || failure.is_some() {
+            // A stored permit if the commit is not waiting yet.
+            self.done.notify_one();
+        }
+    }
+
+    fn failure(&self) -> Option<KafkaError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Resolves once every record is acknowledged, or with the first
+    /// failure (the transaction is aborted then, whatever the others do).
+    async fn settled(&self) -> std::result::Result<(), KafkaError> {
+        loop {
+            // Registered before the check, so a wake-up in between is kept.
+            let notified = self.done.notified();
+            if let Some(error) = self.failure() {
+                return Err(error);
+            }
+            if self.remaining.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Delivery reports: each record carries its transaction's [`InFlight`].
+struct Deliveries;
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Arc<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Arc<InFlight>) {
+        in_flight.settle(result.as_ref().err().map(|(error, _)| error));
+    }
+}
 
 /// A transactional producer (`transactional.id` set, transactions
 /// initialised).
 pub struct TransactionalProducer {
-    producer: Arc<FutureProducer>,
+    producer: Arc<KafkaProducer>,
     config: ClientConfig,
     timeout: Duration,
     renewals: RenewPolicy,
@@ -95,13 +175,15 @@ impl TransactionalProducer {
         Ok(Transaction {
             producer: Arc::clone(&self.producer),
             timeout: self.timeout,
-            deliveries: Vec::new(),
+            in_flight: Arc::default(),
         })
     }
 }
 
-async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<FutureProducer>> {
-    let producer: FutureProducer = config.create().map_err(Error::kafka("create producer"))?;
+async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<KafkaProducer>> {
+    let producer: KafkaProducer = config
+        .create_with_context(Deliveries)
+        .map_err(Error::kafka("create producer"))?;
     let producer = Arc::new(producer);
     let init = Arc::clone(&producer);
     tokio::task::spawn_blocking(move || init.init_transactions(timeout))
@@ -114,24 +196,41 @@ async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<Fut
 /// open until the broker's `transaction.timeout.ms`; the consume loop never
 /// does.
 pub struct Transaction {
-    producer: Arc<FutureProducer>,
+    producer: Arc<KafkaProducer>,
     timeout: Duration,
-    deliveries: Vec<DeliveryFuture>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Transaction {
-    /// Enqueues a record in the transaction.
-    pub fn send<K, P>(&mut self, record: FutureRecord<'_, K, P>) -> Result<()>
+    /// Enqueues a record in the transaction (librdkafka copies it).
+    pub fn send<K, P>(&mut self, record: BaseRecord<'_, K, P>) -> Result<()>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let delivery = self
-            .producer
-            .send_result(record)
-            .map_err(|(error, _)| Error::kafka("enqueue")(error))?;
-        self.deliveries.push(delivery);
-        Ok(())
+        let BaseRecord {
+            topic,
+            partition,
+            payload,
+            key,
+            timestamp,
+            headers,
+            delivery_opaque: (),
+        } = record;
+        self.in_flight.add();
+        let record = BaseRecord {
+            topic,
+            partition,
+            payload,
+            key,
+            timestamp,
+            headers,
+            delivery_opaque: Arc::clone(&self.in_flight),
+        };
+        self.producer.send(record).map_err(|(error, _)| {
+            self.in_flight.settle(None);
+            Error::kafka("enqueue")(error)
+        })
     }
 
     /// Adds the consumer's offsets to the transaction, so they commit with
@@ -150,7 +249,7 @@ impl Transaction {
 
     /// Waits for every record's acknowledgement, then commits. On failure
     /// the transaction is aborted before the error is returned.
-    pub async fn commit(mut self) -> Result<()> {
+    pub async fn commit(self) -> Result<()> {
         if let Err(error) = self.await_deliveries().await {
             self.abort().await?;
             return Err(error);
@@ -199,7 +298,7 @@ impl Transaction {
     async fn call(
         &self,
         operation: &'static str,
-        call: impl FnOnce(&FutureProducer, Duration) -> std::result::Result<(), KafkaError>
+        call: impl FnOnce(&KafkaProducer, Duration) -> std::result::Result<(), KafkaError>
         + Send
         + 'static,
     ) -> Result<()> {
@@ -215,25 +314,13 @@ impl Transaction {
     /// after a broker restart librdkafka was seen holding a transaction's
     /// records without ever reporting them, which left the loop waiting
     /// for good; timed out, the transaction is aborted and retried.
-    async fn await_deliveries(&mut self) -> Result<()> {
-        let deliveries = std::mem::take(&mut self.deliveries);
-        let all = async {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => return Err(Error::kafka("deliver")(error)),
-                    Err(_) => return Err(Error::kafka("deliver")(KafkaError::Canceled)),
-                }
-            }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout, all)
+    async fn await_deliveries(&self) -> Result<()> {
+        tokio::time::timeout(self.timeout, self.in_flight.settled())
             .await
-            .unwrap_or_else(|_| {
-                Err(Error::kafka("deliver")(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
-                )))
-            })
+            .unwrap_or(Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )))
+            .map_err(Error::kafka("deliver"))
     }
 }
 
@@ -404,6 +491,36 @@ mod tests {
         assert!(policy.allows(&fenced, later));
     }
 
+    /// The count may drop to zero while the batch is still being sent
+    /// (librdkafka caught up): the permit that leaves must not let the
+    /// commit through before the later records are acknowledged.
+    #[tokio::test]
+    async fn in_flight_waits_for_every_record_and_stops_at_a_failure() {
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.add();
+        in_flight.settle(None);
+        in_flight.add();
+        let waiting = tokio::spawn({
+            let in_flight = Arc::clone(&in_flight);
+            async move { in_flight.settled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one record still in flight");
+        in_flight.settle(None);
+        waiting.await.expect("task").expect("all delivered");
+
+        in_flight.add();
+        in_flight.add();
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        in_flight.settle(Some(&refused));
+        let failure = in_flight.settled().await.expect_err("a record failed");
+        assert_eq!(
+            failure.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageTimedOut),
+            "reported without waiting for the other record"
+        );
+    }
+
     /// A commit whose answer comes after the call's timeout: librdkafka
     /// keeps it in progress, and it must be resumed (an abort is refused
     /// with `Conflict`, and so is every later transaction).
@@ -430,7 +547,7 @@ mod tests {
 
         let mut transaction = producer.begin().expect("begin");
         transaction
-            .send(FutureRecord::to("out").key("k").payload("v"))
+            .send(BaseRecord::to("out").key("k").payload("v"))
             .expect("send");
         let mut offsets = TopicPartitionList::new();
         offsets

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lumen_enrich::transaction::TransactionalProducer;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// Bound of one transactional call.
@@ -75,7 +75,7 @@ impl Copy {
             let mut batch = 0;
             let mut message = Some(first);
             while let Some(record) = message.take() {
-                let mut out = FutureRecord::<[u8], [u8]>::to(&self.target)
+                let mut out = BaseRecord::<[u8], [u8]>::to(&self.target)
                     .payload(record.payload().unwrap_or_default());
                 if let Some(key) = record.key() {
                     out = out.key(key);

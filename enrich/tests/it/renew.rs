@@ -8,7 +8,7 @@ use lumen_enrich::error::Error;
 use lumen_enrich::transaction::TransactionalProducer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 
 use crate::harness::{Topics, client, read_committed, read_uncommitted, unique};
 
@@ -29,7 +29,7 @@ async fn a_renewed_producer_aborts_what_was_left_open_and_commits_on() {
 
     let mut stranded = producer.begin().expect("begin");
     stranded
-        .send(FutureRecord::to(topic).key("k").payload("left open"))
+        .send(BaseRecord::to(topic).key("k").payload("left open"))
         .expect("send");
     // Dropped neither committed nor aborted, as a broker restart left one;
     // the pause lets the record reach the broker inside the transaction.
@@ -42,7 +42,7 @@ async fn a_renewed_producer_aborts_what_was_left_open_and_commits_on() {
     producer.renew(&fatal).await.expect("renew");
 
     let mut next = producer.begin().expect("begin after renewal");
-    next.send(FutureRecord::to(topic).key("k").payload("committed"))
+    next.send(BaseRecord::to(topic).key("k").payload("committed"))
         .expect("send");
     next.commit().await.expect("commit after renewal");
 
