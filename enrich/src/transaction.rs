@@ -7,96 +7,21 @@
 //! Pure mechanism: what to send and what to do after a failure is decided
 //! by the consume loop.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lumen_runtime::delivery::{AckReports, Acks};
+use rdkafka::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{TopicPartitionList, message::ToBytes};
-use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 
 /// The librdkafka producer: its own thread polls delivery reports into
-/// each transaction's [`InFlight`]. rdkafka's `FutureProducer` allocated a
-/// channel and a box per record and had the commit await each record's
-/// future in turn.
-type KafkaProducer = ThreadedProducer<Deliveries>;
-
-/// The records of one transaction not yet acknowledged, and the first
-/// failure among them.
-#[derive(Debug, Default)]
-struct InFlight {
-    remaining: AtomicUsize,
-    failure: Mutex<Option<KafkaError>>,
-    /// Woken when `remaining` drops to zero or a record fails. It may
-    /// drop to zero many times while the batch is still being sent: the
-    /// waiter checks again after each wake-up.
-    done: Notify,
-}
-
-impl InFlight {
-    /// A record is about to be enqueued: counted before librdkafka can
-    /// report it.
-    fn add(&self) {
-        self.remaining.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// A record will never be reported again: acknowledged, failed, or
-    /// refused by the queue.
-    fn settle(&self, failure: Option<&KafkaError>) {
-        if let Some(error) = failure {
-            self.failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_or_insert_with(|| error.clone());
-        }
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 || failure.is_some() {
-            // A stored permit if the commit is not waiting yet.
-            self.done.notify_one();
-        }
-    }
-
-    fn failure(&self) -> Option<KafkaError> {
-        self.failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Resolves once every record is acknowledged, or with the first
-    /// failure (the transaction is aborted then, whatever the others do).
-    async fn settled(&self) -> std::result::Result<(), KafkaError> {
-        loop {
-            // Registered before the check, so a wake-up in between is kept.
-            let notified = self.done.notified();
-            if let Some(error) = self.failure() {
-                return Err(error);
-            }
-            if self.remaining.load(Ordering::Acquire) == 0 {
-                return Ok(());
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Delivery reports: each record carries its transaction's [`InFlight`].
-struct Deliveries;
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Arc<InFlight>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Arc<InFlight>) {
-        in_flight.settle(result.as_ref().err().map(|(error, _)| error));
-    }
-}
+/// each transaction's [`Acks`].
+type KafkaProducer = ThreadedProducer<AckReports>;
 
 /// A transactional producer (`transactional.id` set, transactions
 /// initialised).
@@ -175,14 +100,14 @@ impl TransactionalProducer {
         Ok(Transaction {
             producer: Arc::clone(&self.producer),
             timeout: self.timeout,
-            in_flight: Arc::default(),
+            acks: Arc::default(),
         })
     }
 }
 
 async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<KafkaProducer>> {
     let producer: KafkaProducer = config
-        .create_with_context(Deliveries)
+        .create_with_context(AckReports)
         .map_err(Error::kafka("create producer"))?;
     let producer = Arc::new(producer);
     let init = Arc::clone(&producer);
@@ -198,7 +123,7 @@ async fn initialised(config: &ClientConfig, timeout: Duration) -> Result<Arc<Kaf
 pub struct Transaction {
     producer: Arc<KafkaProducer>,
     timeout: Duration,
-    in_flight: Arc<InFlight>,
+    acks: Arc<Acks>,
 }
 
 impl Transaction {
@@ -217,7 +142,7 @@ impl Transaction {
             headers,
             delivery_opaque: (),
         } = record;
-        self.in_flight.add();
+        self.acks.add(1);
         let record = BaseRecord {
             topic,
             partition,
@@ -225,10 +150,10 @@ impl Transaction {
             key,
             timestamp,
             headers,
-            delivery_opaque: Arc::clone(&self.in_flight),
+            delivery_opaque: Arc::clone(&self.acks),
         };
         self.producer.send(record).map_err(|(error, _)| {
-            self.in_flight.settle(None);
+            self.acks.settle(1, None);
             Error::kafka("enqueue")(error)
         })
     }
@@ -315,7 +240,7 @@ impl Transaction {
     /// records without ever reporting them, which left the loop waiting
     /// for good; timed out, the transaction is aborted and retried.
     async fn await_deliveries(&self) -> Result<()> {
-        tokio::time::timeout(self.timeout, self.in_flight.settled())
+        tokio::time::timeout(self.timeout, self.acks.acknowledged())
             .await
             .unwrap_or(Err(KafkaError::MessageProduction(
                 RDKafkaErrorCode::MessageTimedOut,
@@ -489,36 +414,6 @@ mod tests {
         );
         let later = start + Duration::from_secs(61);
         assert!(policy.allows(&fenced, later));
-    }
-
-    /// The count may drop to zero while the batch is still being sent
-    /// (librdkafka caught up): the permit that leaves must not let the
-    /// commit through before the later records are acknowledged.
-    #[tokio::test]
-    async fn in_flight_waits_for_every_record_and_stops_at_a_failure() {
-        let in_flight = Arc::new(InFlight::default());
-        in_flight.add();
-        in_flight.settle(None);
-        in_flight.add();
-        let waiting = tokio::spawn({
-            let in_flight = Arc::clone(&in_flight);
-            async move { in_flight.settled().await }
-        });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "one record still in flight");
-        in_flight.settle(None);
-        waiting.await.expect("task").expect("all delivered");
-
-        in_flight.add();
-        in_flight.add();
-        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-        in_flight.settle(Some(&refused));
-        let failure = in_flight.settled().await.expect_err("a record failed");
-        assert_eq!(
-            failure.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::MessageTimedOut),
-            "reported without waiting for the other record"
-        );
     }
 
     /// A commit whose answer comes after the call's timeout: librdkafka

@@ -6,18 +6,15 @@
 //! errors) are distinct outcomes.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lumen_runtime::KafkaConfig;
+use lumen_runtime::delivery::{AckReports, Acks};
 use lumen_runtime::kafka::error_tag;
-use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::util::Timeout;
-use tokio::sync::Notify;
 
 use crate::config::ProducerConfig;
 
@@ -94,59 +91,10 @@ pub fn producer_defaults(config: &ProducerConfig) -> Vec<(&'static str, String)>
     ]
 }
 
-/// The rdkafka implementation. One [`InFlight`] per `send_all` instead of
-/// rdkafka's `FutureProducer`, which allocates a channel and a box per
-/// record and wakes the request once per acknowledgement it awaits.
+/// The rdkafka implementation: one [`Acks`] per `send_all`.
 pub struct KafkaProducer {
-    producer: ThreadedProducer<Deliveries>,
+    producer: ThreadedProducer<AckReports>,
     topic: String,
-}
-
-/// The records of one `send_all` not yet acknowledged, and the first
-/// failure among them; the last acknowledgement wakes the request.
-#[derive(Debug, Default)]
-struct InFlight {
-    remaining: AtomicUsize,
-    failure: Mutex<Option<KafkaError>>,
-    done: Notify,
-}
-
-impl InFlight {
-    /// `count` records will never be acknowledged again (acknowledged now,
-    /// or never queued).
-    fn settle(&self, count: usize) {
-        if self.remaining.fetch_sub(count, Ordering::AcqRel) == count {
-            // A stored permit: the request may not be waiting yet.
-            self.done.notify_one();
-        }
-    }
-
-    /// Resolves once every record is settled.
-    async fn wait(&self) {
-        if self.remaining.load(Ordering::Acquire) > 0 {
-            self.done.notified().await;
-        }
-    }
-}
-
-/// Delivery reports: each record carries its request's [`InFlight`].
-struct Deliveries;
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Arc<InFlight>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Arc<InFlight>) {
-        if let Err((error, _)) = result {
-            in_flight
-                .failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_or_insert_with(|| error.clone());
-        }
-        in_flight.settle(1);
-    }
 }
 
 impl KafkaProducer {
@@ -164,7 +112,7 @@ impl KafkaProducer {
         Ok(Self {
             producer: kafka
                 .client_config(&defaults)
-                .create_with_context(Deliveries)?,
+                .create_with_context(AckReports)?,
             topic: topic.to_owned(),
         })
     }
@@ -198,30 +146,23 @@ impl KafkaProducer {
 
 impl Producer for KafkaProducer {
     async fn send_all(&self, records: Vec<Record>) -> Result<(), ProduceError> {
-        let in_flight = Arc::new(InFlight {
-            remaining: AtomicUsize::new(records.len()),
-            ..InFlight::default()
-        });
+        let acks = Arc::new(Acks::default());
+        acks.add(records.len());
         let mut enqueue_error = None;
         for (queued, record) in records.iter().enumerate() {
-            let message = BaseRecord::with_opaque_to(&self.topic, in_flight.clone())
+            let message = BaseRecord::with_opaque_to(&self.topic, acks.clone())
                 .key(record.key.as_bytes())
                 .payload(record.payload.as_slice());
             if let Err((error, _)) = self.producer.send(message) {
                 enqueue_error = Some(error);
-                in_flight.settle(records.len() - queued);
+                acks.settle(records.len() - queued, None);
                 break;
             }
         }
         // Wait even after an enqueue failure: the queued records are in
         // flight and their outcome must not be left dangling.
-        in_flight.wait().await;
-        let delivery_error = in_flight
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        match (enqueue_error, delivery_error) {
+        acks.all_settled().await;
+        match (enqueue_error, acks.failure()) {
             (Some(error), _) => Err(ProduceError::Enqueue(error)),
             (None, Some(error)) => Err(ProduceError::Delivery(error)),
             (None, None) => Ok(()),
