@@ -32,6 +32,33 @@ pub fn clickhouse_url() -> String {
     std::env::var("LUMEN_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
 }
 
+/// A `lumen-sink` child process, killed when dropped still running: a
+/// test that fails half-way must not leave it writing.
+pub struct SinkChild(std::process::Child);
+
+impl std::ops::Deref for SinkChild {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SinkChild {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for SinkChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Milliseconds now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -114,8 +141,9 @@ impl Harness {
 
     /// [`Self::sink_command`] started, with the quick session timeout and
     /// small, quickly cut batches of [`Self::config`], its log discarded.
-    pub fn spawn_sink(&self, admin_port: u16) -> std::process::Child {
-        self.sink_command(admin_port)
+    pub fn spawn_sink(&self, admin_port: u16) -> SinkChild {
+        let child = self
+            .sink_command(admin_port)
             .env(
                 "LUMEN_KAFKA_OPTIONS",
                 "session.timeout.ms=6000,heartbeat.interval.ms=500",
@@ -124,7 +152,8 @@ impl Harness {
             .env("LUMEN_SINK_BATCH_MAX_AGE_MS", "50")
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("spawn lumen-sink")
+            .expect("spawn lumen-sink");
+        SinkChild(child)
     }
 
     /// `lumen-sink` as a child process on this test's topics, group and
