@@ -82,11 +82,13 @@ impl Dedupe {
             .is_some_and(|w| w.ids.contains(&id))
     }
 
-    /// Records a processed event, evicting the oldest past the capacity.
-    pub fn remember(&mut self, partition: i32, id: EventDigest) {
+    /// Records a processed event, evicting the oldest past the capacity;
+    /// `false` if it was already among the partition's recent ones (one
+    /// lookup for a caller that checks and records at once).
+    pub fn remember(&mut self, partition: i32, id: EventDigest) -> bool {
         let window = self.partitions.entry(partition).or_default();
         if !window.ids.insert(id) {
-            return;
+            return false;
         }
         window.order.push_back(id);
         while window.order.len() > self.capacity {
@@ -94,6 +96,7 @@ impl Dedupe {
                 window.ids.remove(&oldest);
             }
         }
+        true
     }
 
     /// Forgets a partition (revoked, or about to be restored again).
@@ -110,9 +113,9 @@ mod tests {
     fn remembers_per_partition_within_capacity() {
         let [a, b, c] = ["a", "b", "c"].map(EventDigest::of);
         let mut dedupe = Dedupe::new(2);
-        dedupe.remember(0, a);
-        dedupe.remember(0, a);
-        dedupe.remember(0, b);
+        assert!(dedupe.remember(0, a));
+        assert!(!dedupe.remember(0, a), "already recent");
+        assert!(dedupe.remember(0, b));
         assert!(dedupe.seen(0, a) && dedupe.seen(0, b));
         assert!(!dedupe.seen(1, a), "partitions are separate");
         dedupe.remember(0, c);

@@ -958,9 +958,8 @@ fn admit(
     let waiting = batcher.waiting();
     metrics.records_consumed.inc();
     let id = lumen_schemas::codec::event_id(record.payload);
-    let digest = id.map(EventDigest::of);
-    if let Some(digest) = digest
-        && dedupe.seen(partition, digest)
+    if let Some(digest) = id.map(EventDigest::of)
+        && !dedupe.remember(partition, digest)
     {
         batcher.skip(record.offset, now);
         metrics.duplicates.inc();
@@ -971,9 +970,6 @@ fn admit(
             "event already written from a recent record; not written again"
         );
     } else {
-        if let Some(digest) = digest {
-            dedupe.remember(partition, digest);
-        }
         batcher.push(record.offset, record.key, record.payload, now);
         metrics.buffered_rows.inc();
     }
