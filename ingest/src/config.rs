@@ -18,6 +18,10 @@ pub const DEFAULT_ADMIN_PORT: u16 = 9101;
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
 /// Where the tracker engineer's build puts the script.
 pub const DEFAULT_TRACKER_FILE: &str = "tracker/dist/t.js";
+/// Connections open at once: far more than the browsers behind one instance
+/// keep alive, and few enough that their tasks and buffers stay within the
+/// process's memory and under the usual file-descriptor limits.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Shortest accepted visitor secret: 16 bytes keep the keyed hash unguessable.
 pub const MIN_VISITOR_SECRET_BYTES: usize = 16;
 
@@ -80,6 +84,10 @@ impl Config {
                 self.producer.readiness_interval_ms,
             ),
             ("--retry-after-seconds", self.producer.retry_after_seconds),
+            (
+                "--max-connections",
+                u64::try_from(self.http.max_connections).unwrap_or(u64::MAX),
+            ),
         ];
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((flag, _)) => Err(Error::Config(format!("{flag} must be above 0"))),
@@ -124,6 +132,15 @@ pub struct HttpConfig {
     /// The tracker script served at `/t.js`, read once at start-up.
     #[arg(long = "tracker-file", env = "LUMEN_TRACKER_FILE", default_value = DEFAULT_TRACKER_FILE)]
     pub tracker_file: PathBuf,
+
+    /// Most client connections open at once; at the cap no more are
+    /// accepted (they wait in the kernel's backlog) until one closes.
+    #[arg(
+        long = "max-connections",
+        env = "LUMEN_INGEST_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_MAX_CONNECTIONS
+    )]
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -134,6 +151,7 @@ impl Default for HttpConfig {
             header_timeout_ms: 10_000,
             drain_timeout_ms: 20_000,
             tracker_file: PathBuf::from(DEFAULT_TRACKER_FILE),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -409,6 +427,7 @@ mod tests {
             default.producer.produce_timeout_ms
         );
         assert_eq!(parsed.producer.compression, default.producer.compression);
+        assert_eq!(parsed.http.max_connections, default.http.max_connections);
     }
 
     #[test]
@@ -423,6 +442,7 @@ mod tests {
     #[case::zero_batch(|c: &mut Config| c.limits.max_batch_events = 0, "--max-batch-events")]
     #[case::inflation(|c: &mut Config| c.limits.max_decompressed_bytes = 10, "--max-decompressed-bytes")]
     #[case::zero_timeout(|c: &mut Config| c.producer.produce_timeout_ms = 0, "--produce-timeout-ms")]
+    #[case::no_connections(|c: &mut Config| c.http.max_connections = 0, "--max-connections")]
     fn refuses_unusable_settings(#[case] break_it: fn(&mut Config), #[case] message: &str) {
         let mut config = valid();
         break_it(&mut config);

@@ -36,7 +36,7 @@ use crate::privacy::VisitorHasher;
 use crate::produce::{KafkaProducer, Producer};
 use crate::renew::RenewableProducer;
 use crate::routes::AppState;
-use crate::server::{PublicServer, ServerTimeouts};
+use crate::server::{PublicServer, ServerLimits};
 use crate::sites::Sites;
 use crate::tracker::TrackerScript;
 
@@ -110,9 +110,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running> {
     let public = PublicServer::start(
         config.http.listen_addr,
         routes::Public::new(state),
-        ServerTimeouts {
+        ServerLimits {
             header_read: Duration::from_millis(config.http.header_timeout_ms),
             drain: Duration::from_millis(config.http.drain_timeout_ms),
+            max_connections: config.http.max_connections,
         },
         shutdown.clone(),
     )

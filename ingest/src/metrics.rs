@@ -25,6 +25,10 @@ pub const PRODUCER_QUEUE: &str = "lumen_ingest_producer_queue_messages";
 pub const PRODUCER_REPLACEMENTS: &str = "lumen_ingest_producer_replacements_total";
 /// Request body bytes as received on the wire.
 pub const RECEIVED_BYTES: &str = "lumen_ingest_received_bytes_total";
+/// Client connections open on the public listener.
+pub const CONNECTIONS_OPEN: &str = "lumen_ingest_connections_open";
+/// Times the public listener reached `--max-connections` and stopped accepting.
+pub const CONNECTION_CAP_REACHED: &str = "lumen_ingest_connection_cap_reached_total";
 
 /// Kafka acknowledges in about 1-20 ms locally, more with replication across
 /// zones; the top buckets catch requests close to `message.timeout.ms`.
@@ -65,6 +69,10 @@ pub struct Metrics {
     pub producer_replacements: IntCounter,
     /// See [`RECEIVED_BYTES`].
     pub received_bytes: IntCounter,
+    /// See [`CONNECTIONS_OPEN`].
+    pub connections_open: IntGauge,
+    /// See [`CONNECTION_CAP_REACHED`].
+    pub connection_cap_reached: IntCounter,
     /// Children of the counter vectors every request touches, resolved
     /// once: `with_label_values` hashes the labels and takes a lock.
     hot: Arc<HotCounters>,
@@ -132,6 +140,14 @@ impl Metrics {
                 RECEIVED_BYTES,
                 "Request body bytes received on the wire.",
             )?,
+            connections_open: IntGauge::new(
+                CONNECTIONS_OPEN,
+                "Client connections open on the public listener.",
+            )?,
+            connection_cap_reached: IntCounter::new(
+                CONNECTION_CAP_REACHED,
+                "Times the public listener reached --max-connections and stopped accepting.",
+            )?,
             hot: Arc::default(),
         };
         registry.register(Box::new(metrics.requests.clone()))?;
@@ -143,6 +159,8 @@ impl Metrics {
         registry.register(Box::new(metrics.producer_queue.clone()))?;
         registry.register(Box::new(metrics.producer_replacements.clone()))?;
         registry.register(Box::new(metrics.received_bytes.clone()))?;
+        registry.register(Box::new(metrics.connections_open.clone()))?;
+        registry.register(Box::new(metrics.connection_cap_reached.clone()))?;
         Ok(metrics)
     }
 
@@ -179,6 +197,25 @@ impl Metrics {
                 .with_label_values(&[kind, outcome])
                 .inc_by(count),
         }
+    }
+}
+
+/// Counts one in a gauge for as long as it lives (a request in flight, an
+/// open connection): what holds it may be dropped half-way, e.g. a request
+/// whose client hung up, and must leave the gauge all the same.
+pub(crate) struct Held<'a>(&'a IntGauge);
+
+impl<'a> Held<'a> {
+    /// Adds one to `gauge` until the result is dropped.
+    pub(crate) fn start(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -232,6 +269,8 @@ mod tests {
             PRODUCE_ERRORS,
             PRODUCER_QUEUE,
             RECEIVED_BYTES,
+            CONNECTIONS_OPEN,
+            CONNECTION_CAP_REACHED,
         ] {
             assert!(
                 names.iter().any(|n| n == name),

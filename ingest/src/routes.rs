@@ -28,7 +28,7 @@ use url::Url;
 use crate::config::Limits;
 use crate::decode::{self, Decoded};
 use crate::error::{EventError, RequestError};
-use crate::metrics::{Metrics, ROUTES};
+use crate::metrics::{Held, Metrics, ROUTES};
 use crate::privacy::{VisitorHasher, client_ip};
 use crate::produce::{Producer, Record};
 use crate::sites::Sites;
@@ -119,6 +119,11 @@ impl Public {
         }
     }
 
+    /// The metrics requests are counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Answers one request from `peer`.
     pub async fn answer(&self, mut request: Request, peer: SocketAddr) -> Response {
         request.extensions_mut().insert(ConnectInfo(peer));
@@ -127,7 +132,7 @@ impl Public {
             .find(|route| **route == request.uri().path())
             .copied()
             .unwrap_or("other");
-        let in_flight = InFlightRequest::start(&self.metrics.requests_in_flight);
+        let in_flight = Held::start(&self.metrics.requests_in_flight);
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -136,24 +141,6 @@ impl Public {
         self.metrics
             .count_request(route, response.status().as_u16());
         response
-    }
-}
-
-/// Counts a request in `lumen_ingest_requests_in_flight` for as long as it
-/// lives: a request whose client hung up is dropped mid-answer, and must
-/// leave the gauge all the same.
-struct InFlightRequest<'a>(&'a prometheus::IntGauge);
-
-impl<'a> InFlightRequest<'a> {
-    fn start(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for InFlightRequest<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 
@@ -471,4 +458,4 @@ fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

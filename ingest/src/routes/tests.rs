@@ -18,7 +18,7 @@ const PEER: &str = "203.0.113.7:50000";
 const ORIGIN: &str = "http://localhost:8080";
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
 
-fn state(producer: RecordingProducer) -> Arc<AppState<RecordingProducer>> {
+pub(crate) fn state(producer: RecordingProducer) -> Arc<AppState<RecordingProducer>> {
     let limits = Limits {
         max_body_bytes: 64 * 1024,
         max_decompressed_bytes: 256 * 1024,
