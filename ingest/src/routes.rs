@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -105,40 +105,55 @@ pub fn router<P: Producer>(state: Arc<AppState<P>>) -> Router {
 /// pixel requests took 54 µs of CPU each with it, 42 without, in the
 /// benchmark's alternating runs. Every route is a literal path, so the path
 /// itself names the route.
-pub struct Public {
+///
+/// A pixel `GET` goes straight to its handler: the router would clone
+/// itself, match the path, insert the peer, the matched path and the path
+/// parameters into the request's extensions and box the handler's future
+/// (4% of a pixel's CPU in `perf`; 62.9–71.3 → 44.8–56.5 µs per pixel in
+/// alternating bench runs on a loaded machine). The router still answers
+/// everything else (`HEAD`, other methods, other paths), so the answers
+/// are the same.
+pub struct Public<P> {
     router: Router,
-    metrics: Metrics,
+    state: Arc<AppState<P>>,
 }
 
-impl Public {
+impl<P: Producer> Public<P> {
     /// The router of `state`, counted in its metrics.
-    pub fn new<P: Producer>(state: Arc<AppState<P>>) -> Self {
+    pub fn new(state: Arc<AppState<P>>) -> Self {
         Self {
-            metrics: state.metrics.clone(),
-            router: router(state),
+            router: router(state.clone()),
+            state,
         }
     }
 
     /// The metrics requests are counted in.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.state.metrics
     }
 
     /// Answers one request from `peer`.
     pub async fn answer(&self, mut request: Request, peer: SocketAddr) -> Response {
-        request.extensions_mut().insert(ConnectInfo(peer));
         let route = ROUTES
             .iter()
             .find(|route| **route == request.uri().path())
             .copied()
             .unwrap_or("other");
-        let in_flight = Held::start(&self.metrics.requests_in_flight);
-        let response = match self.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+        let in_flight = Held::start(&self.state.metrics.requests_in_flight);
+        let response = match (route, request.method() == Method::GET) {
+            ("/p", true) => pixel(&self.state, peer, request, no_content()).await,
+            ("/p.gif", true) => pixel(&self.state, peer, request, gif()).await,
+            _ => {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                match self.router.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
         };
         drop(in_flight);
-        self.metrics
+        self.state
+            .metrics
             .count_request(route, response.status().as_u16());
         response
     }
@@ -243,24 +258,34 @@ async fn preflight<P: Producer>(
 }
 
 async fn pixel_gif<P: Producer>(
-    state: State<Arc<AppState<P>>>,
-    peer: ConnectInfo<SocketAddr>,
+    State(state): State<Arc<AppState<P>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let answer = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "image/gif")],
-        PIXEL_GIF,
-    );
-    pixel(state, peer, request, answer.into_response()).await
+    pixel(&state, peer, request, gif()).await
 }
 
 async fn pixel_no_content<P: Producer>(
-    state: State<Arc<AppState<P>>>,
-    peer: ConnectInfo<SocketAddr>,
+    State(state): State<Arc<AppState<P>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    pixel(state, peer, request, StatusCode::NO_CONTENT.into_response()).await
+    pixel(&state, peer, request, no_content()).await
+}
+
+/// The answer of `/p.gif` once its event is stored.
+fn gif() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "image/gif")],
+        PIXEL_GIF,
+    )
+        .into_response()
+}
+
+/// The answer of `/p` once its event is stored.
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// One event from the query string; `success` is the answer once stored.
@@ -268,8 +293,8 @@ async fn pixel_no_content<P: Producer>(
 /// `RawQuery` extractors copy them).
 #[tracing::instrument(skip_all, fields(route = "pixel"))]
 async fn pixel<P: Producer>(
-    State(state): State<Arc<AppState<P>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    state: &AppState<P>,
+    peer: SocketAddr,
     request: Request,
     success: Response,
 ) -> Response {

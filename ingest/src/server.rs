@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{Held, Metrics};
+use crate::produce::Producer;
 use crate::routes::Public;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop
@@ -52,9 +53,9 @@ pub struct PublicServer {
 
 impl PublicServer {
     /// Binds `addr` and serves `public` until `shutdown` fires.
-    pub async fn start(
+    pub async fn start<P: Producer>(
         addr: SocketAddr,
-        public: Public,
+        public: Public<P>,
         limits: ServerLimits,
         shutdown: Shutdown,
     ) -> std::io::Result<Self> {
@@ -70,9 +71,9 @@ impl PublicServer {
     }
 }
 
-async fn serve(
+async fn serve<P: Producer>(
     listener: TcpListener,
-    public: Arc<Public>,
+    public: Arc<Public<P>>,
     limits: ServerLimits,
     shutdown: Shutdown,
 ) {

@@ -450,6 +450,39 @@ async fn unknown_routes_and_methods_are_4xx() {
     assert_eq!(counted("other", "404"), 1);
 }
 
+/// Pixel `GET`s skip the router (`Public`); the router still answers the
+/// pixels' other methods as before.
+#[tokio::test]
+async fn pixels_answer_other_methods_as_the_router_does() {
+    let producer = RecordingProducer::default();
+    let state = state(producer.clone());
+    let query = "?site_id=demo&kind=pageview&url=http%3A%2F%2Flocalhost%2F";
+    for path in ["/p", "/p.gif"] {
+        let wrong_method = send(&state, Method::POST, path, &[], Body::empty()).await;
+        assert_eq!(
+            wrong_method.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{path}"
+        );
+        assert_eq!(wrong_method.reason(), "method_not_allowed");
+        let head = send(
+            &state,
+            Method::HEAD,
+            &format!("{path}{query}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+        assert!(head.status.is_success(), "{path}: {}", head.status);
+        assert!(head.body.is_empty(), "{path}");
+    }
+    assert_eq!(
+        producer.sent().len(),
+        2,
+        "a HEAD stores its event, as a GET"
+    );
+}
+
 /// A hostile request body: name, request headers, body, status, reason.
 type Hostile = (
     &'static str,
