@@ -28,54 +28,75 @@ pub struct Consumed<'a> {
     pub payload: &'a [u8],
 }
 
-/// Records of one partition in offset order, their keys and payloads in
-/// one buffer. Two allocations per record (key and payload), made on the
-/// reading loop and freed on a delivery task's thread, were about a sixth
-/// of the sink's CPU (perf during `make bench-sink`); a batch now grows one
-/// buffer.
+/// Records of one partition in offset order, their keys and payloads
+/// packed into blocks of [`BLOCK_BYTES`]. Two allocations per record (key
+/// and payload), made on the reading loop and freed on a delivery task's
+/// thread, were about a sixth of the sink's CPU (perf during `make
+/// bench-sink`); and one buffer per batch, grown by doubling, held up to
+/// twice its records' bytes, copied at every doubling: the read-ahead is
+/// most of the sink's memory, so a batch now takes its bytes plus at most
+/// one block.
 #[derive(Debug, Default)]
 pub struct Records {
-    bytes: Vec<u8>,
+    blocks: Vec<Vec<u8>>,
     entries: Vec<Entry>,
 }
 
-/// Where a record lies in [`Records::bytes`]: its key, if any, from
-/// `start` to `key_end`, then its payload up to `end`.
+/// Bytes per block of [`Records`]: a few hundred records of ~300 bytes, so
+/// the unused end of a batch's last block is small next to the batch.
+const BLOCK_BYTES: usize = 128 * 1024;
+
+/// Where a record lies in [`Records::blocks`]: in block `block`, its key
+/// (if any) from `start` to `start + key_len`, then its payload up to
+/// `end`. A record is never split across blocks.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     offset: i64,
-    start: usize,
-    key_end: Option<usize>,
-    end: usize,
+    block: u32,
+    start: u32,
+    key_len: Option<u32>,
+    end: u32,
 }
 
 impl Records {
     /// Appends a record (copying its key and payload).
     pub fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
-        let start = self.bytes.len();
-        let key_end = key.map(|key| {
-            self.bytes.extend_from_slice(key);
-            self.bytes.len()
-        });
-        self.bytes.extend_from_slice(payload);
+        let len = key.map_or(0, <[u8]>::len) + payload.len();
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|block| block.capacity() - block.len() >= len);
+        if !fits {
+            // A record larger than a block gets a block of its own size.
+            self.blocks.push(Vec::with_capacity(len.max(BLOCK_BYTES)));
+        }
+        let block_index = self.blocks.len() - 1;
+        let block = &mut self.blocks[block_index];
+        let start = block.len();
+        if let Some(key) = key {
+            block.extend_from_slice(key);
+        }
+        block.extend_from_slice(payload);
+        let narrow = |n: usize| u32::try_from(n).expect("a Kafka record is under 4 GiB");
         self.entries.push(Entry {
             offset,
-            start,
-            key_end,
-            end: self.bytes.len(),
+            block: narrow(block_index),
+            start: narrow(start),
+            key_len: key.map(|key| narrow(key.len())),
+            end: narrow(block.len()),
         });
     }
 
     /// The record at `index`; panics past the end, like a slice.
     pub fn at(&self, index: usize) -> Consumed<'_> {
         let entry = self.entries[index];
-        let payload_start = entry.key_end.unwrap_or(entry.start);
+        let block = &self.blocks[entry.block as usize];
+        let start = entry.start as usize;
+        let payload_start = start + entry.key_len.unwrap_or(0) as usize;
         Consumed {
             offset: entry.offset,
-            key: entry
-                .key_end
-                .map(|key_end| &self.bytes[entry.start..key_end]),
-            payload: &self.bytes[payload_start..entry.end],
+            key: entry.key_len.map(|_| &block[start..payload_start]),
+            payload: &block[payload_start..entry.end as usize],
         }
     }
 
@@ -226,6 +247,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn records_span_blocks_and_a_large_record_gets_its_own() {
+        let payload = |n: usize| vec![u8::try_from(n % 251).expect("small"); 1 + n * 997 % 3_000];
+        let mut records = Records::default();
+        let mut offsets = 0..2_000;
+        for n in offsets.by_ref().take(1_000) {
+            records.push(n, Some(&n.to_be_bytes()), &payload(n as usize));
+        }
+        records.push(1_000, None, &vec![7; 3 * BLOCK_BYTES]);
+        for n in offsets.skip(1) {
+            records.push(n, Some(&n.to_be_bytes()), &payload(n as usize));
+        }
+        assert!(records.blocks.len() > 10, "the records fill several blocks");
+        assert_eq!(records.len(), 2_000);
+        for (index, record) in records.iter().enumerate() {
+            let n = i64::try_from(index).expect("small");
+            assert_eq!(record.offset, n);
+            if n == 1_000 {
+                assert_eq!((record.key, record.payload.len()), (None, 3 * BLOCK_BYTES));
+            } else {
+                assert_eq!(record.key, Some(&n.to_be_bytes()[..]));
+                assert_eq!(record.payload, payload(index));
+            }
+        }
+        for pair in records.blocks.windows(2) {
+            // A block is left for an ordinary one only when a record does
+            // not fit in it.
+            if pair[1].capacity() == BLOCK_BYTES {
+                assert!(
+                    pair[0].capacity() - pair[0].len() < 3_008,
+                    "no block left half empty"
+                );
+            }
+        }
     }
 
     #[test]
