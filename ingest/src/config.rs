@@ -137,7 +137,7 @@ pub struct HttpConfig {
     /// accepted (they wait in the kernel's backlog) until one closes.
     #[arg(
         long = "max-connections",
-        env = "LUMEN_INGEST_MAX_CONNECTIONS",
+        env = "LUMEN_MAX_CONNECTIONS",
         default_value_t = DEFAULT_MAX_CONNECTIONS
     )]
     pub max_connections: usize,
