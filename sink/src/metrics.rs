@@ -13,13 +13,13 @@ use prometheus::{
 };
 
 /// Batch sizes in rows: from a trickle (time-bound batches of a few rows) to
-/// the default size bound (10 000) and above.
+/// the default size bound (25 000) and above.
 const BATCH_ROWS_BUCKETS: &[f64] = &[
     1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0,
 ];
 
-/// Insert latencies: a small local insert takes milliseconds, a 10 000-row
-/// one about a hundred; the top buckets catch a struggling server before the
+/// Insert latencies: a small local insert takes milliseconds, a 25 000-row
+/// one a few hundred; the top buckets catch a struggling server before the
 /// insert timeout (30 s by default).
 const INSERT_SECONDS_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
