@@ -54,6 +54,12 @@ impl SinkProcess {
         self.metric("lumen_sink_insert_duration_seconds_sum").await
     }
 
+    /// Acknowledged inserts so far.
+    pub async fn inserts(&self) -> u64 {
+        self.metric("lumen_sink_insert_duration_seconds_count")
+            .await as u64
+    }
+
     /// The value of an unlabelled sample on `/metrics`; 0 when absent.
     async fn metric(&self, name: &str) -> f64 {
         let Some(metrics) = get(self.admin_port, "/metrics").await else {
