@@ -49,7 +49,8 @@ pub struct Config {
     /// same partition; copies come from a Kafka transaction aborted without
     /// its marker reaching a partition (seen once in ~20 runs of a 60 s
     /// Kafka freeze), never from the pipeline's own retries. Kept as 16-byte
-    /// digests, twice: about 1 MiB per partition at the default.
+    /// digests in two generations of this many (the last this many are
+    /// always known): about 1 MiB per partition at the default.
     #[arg(
         long = "dedupe-window-events",
         env = "LUMEN_SINK_DEDUPE_WINDOW_EVENTS",
