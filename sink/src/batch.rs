@@ -26,6 +26,40 @@ pub struct Bounds {
     pub max_age: Duration,
 }
 
+/// Records read and not yet inserted, and their payload bytes: what the
+/// sink's memory holds, and its budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Records (rows and dead letters).
+    pub records: usize,
+    /// Their payload bytes.
+    pub bytes: usize,
+}
+
+impl Held {
+    /// Whether either count has reached `budget`'s.
+    pub fn reaches(&self, budget: Held) -> bool {
+        self.records >= budget.records || self.bytes >= budget.bytes
+    }
+}
+
+impl std::ops::Add for Held {
+    type Output = Held;
+
+    fn add(self, other: Held) -> Held {
+        Held {
+            records: self.records + other.records,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+impl std::iter::Sum for Held {
+    fn sum<I: Iterator<Item = Held>>(all: I) -> Held {
+        all.fold(Held::default(), |total, held| total + held)
+    }
+}
+
 /// A contiguous offset range of one partition.
 #[derive(Debug)]
 pub struct Batch {
@@ -51,6 +85,14 @@ impl Batch {
             records: Records::default(),
             bytes: 0,
             opened_at: now,
+        }
+    }
+
+    /// What the batch holds.
+    pub fn held(&self) -> Held {
+        Held {
+            records: self.records.len(),
+            bytes: self.bytes,
         }
     }
 
@@ -109,8 +151,8 @@ pub struct Batcher {
     replay_until: Option<i64>,
     open: Option<Batch>,
     sealed: VecDeque<Batch>,
-    /// Records in `open` and `sealed`.
-    records: usize,
+    /// What `open` and `sealed` hold.
+    held: Held,
 }
 
 impl Batcher {
@@ -122,7 +164,7 @@ impl Batcher {
             replay_until: replay.map(|intent| intent.last_offset),
             open: None,
             sealed: VecDeque::new(),
-            records: 0,
+            held: Held::default(),
         }
     }
 
@@ -155,7 +197,8 @@ impl Batcher {
         if let Some((key, payload)) = record {
             batch.bytes += payload.len();
             batch.records.push(offset, key, payload);
-            self.records += 1;
+            self.held.records += 1;
+            self.held.bytes += payload.len();
         }
         let full = match self.replay_until {
             Some(until) => offset >= until,
@@ -192,13 +235,15 @@ impl Batcher {
     /// The oldest sealed batch, to insert next.
     pub fn take_sealed(&mut self) -> Option<Batch> {
         let batch = self.sealed.pop_front()?;
-        self.records -= batch.records.len();
+        let taken = batch.held();
+        self.held.records -= taken.records;
+        self.held.bytes -= taken.bytes;
         Some(batch)
     }
 
-    /// Records buffered (open and sealed), for the memory gauge.
-    pub fn records(&self) -> usize {
-        self.records
+    /// What is buffered (open and sealed).
+    pub fn held(&self) -> Held {
+        self.held
     }
 
     /// Sealed batches waiting.
@@ -239,6 +284,48 @@ mod tests {
         std::iter::from_fn(|| batcher.take_sealed())
             .map(|b| (b.first_offset, b.last_offset))
             .collect()
+    }
+
+    #[test]
+    fn holds_records_and_their_payload_bytes_until_taken() {
+        let now = Instant::now();
+        let mut batcher = Batcher::new(0, BOUNDS, None);
+        for (offset, bytes) in [(0, 10), (1, 20), (2, 30), (3, 40)] {
+            push(&mut batcher, offset, bytes, now);
+        }
+        batcher.skip(4, now);
+        let held = Held {
+            records: 4,
+            bytes: 100,
+        };
+        assert_eq!(batcher.held(), held, "a skipped record holds nothing");
+        let first = batcher.take_sealed().expect("sealed at 3 rows");
+        assert_eq!(
+            first.held(),
+            Held {
+                records: 3,
+                bytes: 60
+            }
+        );
+        assert_eq!(
+            batcher.held(),
+            Held {
+                records: 1,
+                bytes: 40
+            }
+        );
+        assert!(held.reaches(Held {
+            records: 4,
+            bytes: 1_000
+        }));
+        assert!(held.reaches(Held {
+            records: 1_000,
+            bytes: 100
+        }));
+        assert!(!held.reaches(Held {
+            records: 5,
+            bytes: 101
+        }));
     }
 
     #[test]

@@ -150,17 +150,18 @@ pub struct BatchConfig {
         default_value_t = 25_000
     )]
     pub max_rows: usize,
-    /// ... or this many payload bytes.
+    /// ... or this many payload bytes (a 25 000-row batch of ~300-byte
+    /// records is 7.5 MB; this bound cuts batches of unusually large ones).
     #[arg(
         long = "batch-max-bytes",
         env = "LUMEN_SINK_BATCH_MAX_BYTES",
-        default_value_t = 64 * 1024 * 1024
+        default_value_t = 16 * 1024 * 1024
     )]
     pub max_bytes: usize,
     /// Records read and not yet inserted, across all partitions, above which
-    /// reading pauses until inserts catch up: the sink's memory bound
-    /// (records are held as their Avro bytes and keys, about 370 bytes each
-    /// in RSS). At least `--batch-max-rows`; twice it per partition keeps
+    /// reading pauses until inserts catch up: with `--max-buffered-bytes`,
+    /// the sink's memory bound (records are held as their Avro bytes and
+    /// keys, about 370 bytes each in RSS). At least `--batch-max-rows`; twice it per partition keeps
     /// every partition's next batch filling while one is inserted, which the
     /// default does for three partitions (peak RSS 86–89 MiB draining a
     /// backlog).
@@ -170,6 +171,15 @@ pub struct BatchConfig {
         default_value_t = 150_000
     )]
     pub max_buffered_rows: usize,
+    /// ... or their payload bytes reach this: the memory bound whatever the
+    /// records' size (URLs and referrers may be 4 KiB each). The default
+    /// stays above the rows budget's bytes for ~300-byte records (45 MB).
+    #[arg(
+        long = "max-buffered-bytes",
+        env = "LUMEN_SINK_MAX_BUFFERED_BYTES",
+        default_value_t = 48 * 1024 * 1024
+    )]
+    pub max_buffered_bytes: usize,
     /// ... or when its first record has waited this long, in milliseconds.
     #[arg(
         long = "batch-max-age-ms",
@@ -214,8 +224,9 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_rows: 25_000,
-            max_bytes: 64 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024,
             max_buffered_rows: 150_000,
+            max_buffered_bytes: 48 * 1024 * 1024,
             max_age_ms: 1_000,
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
@@ -260,13 +271,17 @@ impl Config {
     /// Refuses settings that cannot work, saying what to fix.
     pub fn validate(&self) -> Result<()> {
         let batch = &self.batch;
-        let checks: [(bool, &str); 11] = [
+        let checks: [(bool, &str); 12] = [
             (batch.max_rows > 0, "--batch-max-rows must be at least 1"),
             (
                 batch.max_buffered_rows >= batch.max_rows,
                 "--max-buffered-rows must be at least --batch-max-rows",
             ),
             (batch.max_bytes > 0, "--batch-max-bytes must be at least 1"),
+            (
+                batch.max_buffered_bytes > 0,
+                "--max-buffered-bytes must be at least 1",
+            ),
             (
                 batch.max_age_ms > 0,
                 "--batch-max-age-ms must be at least 1",
@@ -325,6 +340,11 @@ mod tests {
             parsed.batch.max_buffered_rows,
             default.batch.max_buffered_rows
         );
+        assert_eq!(
+            parsed.batch.max_buffered_bytes,
+            default.batch.max_buffered_bytes
+        );
+        assert_eq!(parsed.batch.max_bytes, default.batch.max_bytes);
         assert_eq!(parsed.batch.max_age_ms, default.batch.max_age_ms);
         // The one default an operator's environment may override.
         let url = std::env::var("LUMEN_CLICKHOUSE_URL").unwrap_or(default.clickhouse.url);

@@ -51,7 +51,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::{AbortHandle, JoinError, JoinSet};
 
-use crate::batch::{Batch, Batcher, Bounds, Intent};
+use crate::batch::{Batch, Batcher, Bounds, Held, Intent};
 use crate::decode::Consumed;
 use crate::dlq::{DeadLetter, DeadLetters};
 use crate::error::{Error, Result};
@@ -392,7 +392,7 @@ struct Delivered {
     partition: i32,
     epoch: u64,
     last_offset: i64,
-    records: usize,
+    held: Held,
 }
 
 /// Everything a delivery task needs, shared by all of them.
@@ -412,7 +412,7 @@ struct PartitionState {
     /// The consumer's assignment generation this state was read in.
     assignment: u64,
     batcher: Batcher,
-    in_flight: Option<(AbortHandle, usize)>,
+    in_flight: Option<(AbortHandle, Held)>,
     paused: bool,
 }
 
@@ -423,7 +423,7 @@ pub struct Sink<T, D> {
     consumer_errors: lumen_runtime::kafka::ConsumerErrors,
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
-    max_buffered: usize,
+    budget: Held,
     partitions: HashMap<i32, PartitionState>,
     /// Recent event ids per partition.
     dedupe: Dedupe,
@@ -436,14 +436,14 @@ pub struct Sink<T, D> {
 
 impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// A loop reading through a consumer of `subscription`, batching within
-    /// `bounds`, holding at most about `max_buffered` records read and not
-    /// yet inserted, and passing over a record whose event id is among the
+    /// `bounds`, holding at most about `budget` read and not yet inserted,
+    /// and passing over a record whose event id is among the
     /// `dedupe_window` before it in its partition.
     pub fn new(
         delivery: Delivery<T, D>,
         subscription: Subscription,
         bounds: Bounds,
-        max_buffered: usize,
+        budget: Held,
         dedupe_window: usize,
     ) -> Result<Self> {
         Ok(Self {
@@ -452,7 +452,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             consumer_errors: lumen_runtime::kafka::ConsumerErrors::default(),
             delivery: Arc::new(delivery),
             bounds,
-            max_buffered,
+            budget,
             partitions: HashMap::new(),
             dedupe: Dedupe::new(dedupe_window),
             tasks: JoinSet::new(),
@@ -560,16 +560,15 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     fn discard(&mut self, partition: i32) {
         if let Some(state) = self.partitions.remove(&partition) {
             let in_flight = match state.in_flight {
-                Some((handle, records)) => {
+                Some((handle, held)) => {
                     handle.abort();
-                    records
+                    held
                 }
-                None => 0,
+                None => Held::default(),
             };
             self.delivery
                 .metrics
-                .buffered_rows
-                .sub((state.batcher.records() + in_flight) as i64);
+                .release(state.batcher.held() + in_flight);
             if state.paused {
                 self.delivery.metrics.paused_partitions.dec();
             }
@@ -633,14 +632,21 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     fn take_ready(&mut self, consumer: &SinkConsumer) -> Option<First> {
         let mut cx = Context::from_waker(Waker::noop());
         let now = Instant::now();
-        // Up to the budget: at it, the loop pauses reading.
-        let room = self.max_buffered.saturating_sub(self.held());
-        for _ in 0..BURST.min(room) {
+        let mut held = self.held();
+        for _ in 0..BURST {
+            // Up to the budget: at it, the loop pauses reading.
+            if held.reaches(self.budget) {
+                return None;
+            }
             let Poll::Ready(message) = pin!(consumer.recv()).poll(&mut cx) else {
                 return None;
             };
+            let bytes = message.as_ref().map_or(0, |m| m.payload_len());
             match self.take(message, now) {
-                Taken::Added { sealed: false } => {}
+                Taken::Added { sealed: false } => {
+                    held.records += 1;
+                    held.bytes += bytes;
+                }
                 Taken::Added { sealed: true } | Taken::Nothing => return None,
                 Taken::First(first) => return Some(first),
             }
@@ -805,7 +811,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 continue;
             }
             if let Some(batch) = state.batcher.take_sealed() {
-                let records = batch.records.len();
+                let held = batch.held();
                 let handle = self.tasks.spawn(deliver(
                     self.delivery.clone(),
                     self.consumer.clone(),
@@ -813,16 +819,22 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                     state.epoch,
                     state.assignment,
                 ));
-                state.in_flight = Some((handle, records));
+                state.in_flight = Some((handle, held));
             }
         }
     }
 
-    /// Records read and not yet acknowledged: buffered or in flight.
-    fn held(&self) -> usize {
+    /// What was read and not yet acknowledged: buffered or in flight.
+    fn held(&self) -> Held {
         self.partitions
             .values()
-            .map(|state| state.batcher.records() + state.in_flight.as_ref().map_or(0, |(_, n)| *n))
+            .map(|state| {
+                state.batcher.held()
+                    + state
+                        .in_flight
+                        .as_ref()
+                        .map_or(Held::default(), |(_, held)| *held)
+            })
             .sum()
     }
 
@@ -832,7 +844,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// and inserted at once: reading is paused, so they would otherwise only
     /// fill up by age.
     fn flow_control(&mut self) {
-        let full = self.held() >= self.max_buffered;
+        let full = self.held().reaches(self.budget);
         if full {
             for state in self.partitions.values_mut() {
                 if state.in_flight.is_none() && state.batcher.waiting() == 0 {
@@ -884,7 +896,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             return;
         }
         state.in_flight = None;
-        self.delivery.metrics.buffered_rows.sub(done.records as i64);
+        self.delivery.metrics.release(done.held);
         let next = done.last_offset + 1;
         self.acked.insert(done.partition, next);
         // Asynchronous: if it is lost, the next batch's intent commit or, at
@@ -975,6 +987,7 @@ fn admit(
     } else {
         batcher.push(record.offset, record.key, record.payload, now);
         metrics.buffered_rows.inc();
+        metrics.buffered_bytes.add(record.payload.len() as i64);
     }
     batcher.waiting() > waiting
 }
@@ -1033,7 +1046,7 @@ async fn deliver<T: Table, D: DeadLetters>(
         partition: batch.partition,
         epoch,
         last_offset: batch.last_offset,
-        records: batch.records.len(),
+        held: batch.held(),
     })
 }
 
@@ -1162,7 +1175,7 @@ mod tests {
             copy_elsewhere,
             now,
         );
-        assert_eq!(other_partition.records(), 1, "partitions are separate");
+        assert_eq!(other_partition.held().records, 1, "partitions are separate");
         batcher.seal();
         let batch = batcher.take_sealed().expect("sealed");
         assert_eq!((batch.first_offset, batch.last_offset), (5, 8));
@@ -1175,6 +1188,8 @@ mod tests {
         assert_eq!(metrics.duplicates.get(), 1);
         assert_eq!(metrics.records_consumed.get(), 5);
         assert_eq!(metrics.buffered_rows.get(), 4);
+        let bytes = 2 * first.len() + other.len() + unreadable.len();
+        assert_eq!(metrics.buffered_bytes.get(), bytes as i64);
     }
 
     #[test]

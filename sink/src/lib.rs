@@ -22,7 +22,7 @@ pub use config::{Command, Config};
 pub use error::{Error, Result};
 use lumen_runtime::{AdminServer, Readiness, Shutdown};
 
-use crate::batch::Bounds;
+use crate::batch::{Bounds, Held};
 use crate::consume::{Delivery, Sink, Subscription};
 use crate::decode::Decoder;
 use crate::dlq::KafkaDeadLetters;
@@ -108,7 +108,10 @@ pub async fn run_with<T: Table>(
         delivery,
         subscription,
         bounds,
-        config.batch.max_buffered_rows,
+        Held {
+            records: config.batch.max_buffered_rows,
+            bytes: config.batch.max_buffered_bytes,
+        },
         config.dedupe_window_events,
     )?;
     readiness.set(true);

@@ -12,6 +12,8 @@ use prometheus::{
     Registry,
 };
 
+use crate::batch::Held;
+
 /// Batch sizes in rows: from a trickle (time-bound batches of a few rows) to
 /// the default size bound (25 000) and above.
 const BATCH_ROWS_BUCKETS: &[f64] = &[
@@ -55,6 +57,8 @@ pub struct Metrics {
     pub paused_partitions: IntGauge,
     /// Rows buffered in memory, not yet acknowledged.
     pub buffered_rows: IntGauge,
+    /// Their payload bytes.
+    pub buffered_bytes: IntGauge,
     last_insert: LastInsert,
 }
 
@@ -122,8 +126,12 @@ impl Metrics {
             "lumen_sink_buffered_rows",
             "Records read and not yet acknowledged by ClickHouse.",
         )?;
+        let buffered_bytes = IntGauge::new(
+            "lumen_sink_buffered_bytes",
+            "Payload bytes of the records read and not yet acknowledged by ClickHouse.",
+        )?;
         let last_insert = LastInsert::new()?;
-        let collectors: [Box<dyn Collector>; 13] = [
+        let collectors: [Box<dyn Collector>; 14] = [
             Box::new(records_consumed.clone()),
             Box::new(rows_written.clone()),
             Box::new(duplicates.clone()),
@@ -136,6 +144,7 @@ impl Metrics {
             Box::new(consumer_lag.clone()),
             Box::new(paused_partitions.clone()),
             Box::new(buffered_rows.clone()),
+            Box::new(buffered_bytes.clone()),
             Box::new(last_insert.clone()),
         ];
         for collector in collectors {
@@ -155,8 +164,15 @@ impl Metrics {
             consumer_lag,
             paused_partitions,
             buffered_rows,
+            buffered_bytes,
             last_insert,
         })
+    }
+
+    /// Records that `held` left memory (acknowledged or discarded).
+    pub fn release(&self, held: Held) {
+        self.buffered_rows.sub(held.records as i64);
+        self.buffered_bytes.sub(held.bytes as i64);
     }
 
     /// Records an acknowledged insert.

@@ -1,11 +1,13 @@
 //! The normal path: N events in, exactly N rows out, every field typed as
 //! the model says, every aggregate exact, a clean shutdown, and memory held
-//! within `--max-buffered-rows` while ClickHouse is slower than Kafka.
+//! within `--max-buffered-rows` and `--max-buffered-bytes` while ClickHouse
+//! is slower than Kafka.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use lumen_runtime::Shutdown;
+use lumen_sink::Config;
 use lumen_sink::decode::{Consumed, Decoder, Records};
 use lumen_sink::insert::{ClickHouseTable, Table};
 use lumen_sink::row::{EVENTS_TABLE, EventRow, Record};
@@ -81,12 +83,50 @@ async fn migrate_subcommand_applies_the_model_and_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_pauses_at_the_buffered_rows_budget() {
     let harness = Harness::new("budget").await;
-    let total = 3_000;
-    harness.produce(&events(0, total)).await;
-
     let mut config = harness.config();
     config.batch.max_rows = 100;
     config.batch.max_buffered_rows = 250;
+    // The budget is checked between records: one more per partition at most.
+    pauses_at_the_budget(&harness, config, "lumen_sink_buffered_rows", 250.0, 3.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_pauses_at_the_buffered_bytes_budget_whatever_the_rows() {
+    let harness = Harness::new("byte_budget").await;
+    let largest = events(0, TOTAL)
+        .iter()
+        .map(|event| harness.codec.encode(event).expect("encode").len())
+        .max()
+        .expect("events");
+    let mut config = harness.config();
+    config.batch.max_rows = 100;
+    config.batch.max_buffered_rows = 100_000;
+    config.batch.max_buffered_bytes = 60_000;
+    let slack = 3.0 * largest as f64;
+    pauses_at_the_budget(
+        &harness,
+        config,
+        "lumen_sink_buffered_bytes",
+        60_000.0,
+        slack,
+    )
+    .await;
+}
+
+/// Events preloaded for the budget tests: many more than either budget.
+const TOTAL: u64 = 3_000;
+
+/// Starts a sink with `config` against ClickHouse held shut over [`TOTAL`]
+/// waiting events: every partition pauses with `gauge` at `budget`, up to
+/// `slack` over it, and stays there; opened, every event lands.
+async fn pauses_at_the_budget(
+    harness: &Harness,
+    config: Config,
+    gauge: &str,
+    budget: f64,
+    slack: f64,
+) {
+    harness.produce(&events(0, TOTAL)).await;
     let sink = GatedSink::start(config);
     let port = sink.port;
     let exposition = || async { get(port, "/metrics").await.unwrap_or_default() };
@@ -97,16 +137,15 @@ async fn reading_pauses_at_the_buffered_rows_budget() {
     // Held there: a second look, after reading had every chance to go on.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let metrics = exposition().await;
-    let held = metric(&metrics, "lumen_sink_buffered_rows").expect("buffered rows");
-    // The budget is checked between records: one more per partition at most.
+    let held = metric(&metrics, gauge).expect("gauge");
     assert!(
-        (250.0..=253.0).contains(&held),
-        "held {held} rows with a budget of 250"
+        (budget..=budget + slack).contains(&held),
+        "{gauge} {held} with a budget of {budget}"
     );
     assert_eq!(metric(&metrics, "lumen_sink_paused_partitions"), Some(3.0));
 
     sink.open();
-    harness.expect_exactly(total).await;
+    harness.expect_exactly(TOTAL).await;
     sink.stop().await;
 }
 
