@@ -11,6 +11,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod kafka;
+pub mod process;
 pub mod reader;
 pub mod shutdown;
 pub mod telemetry;

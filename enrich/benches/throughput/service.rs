@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lumen_runtime::TopicsConfig;
+use lumen_runtime::process::cpu_ticks;
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -104,17 +105,7 @@ impl Service {
     /// process (`/proc/<pid>/stat`): on a shared machine the events/s of a
     /// run move with whatever else runs, its CPU per event far less.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("/proc/<pid>/stat (Linux only)");
-        // utime and stime are fields 14 and 15; the command name before
-        // them is in parentheses and may hold spaces: count from its end.
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, fields)| fields.split_whitespace().skip(11).take(2))
-            .into_iter()
-            .flatten()
-            .filter_map(|ticks| ticks.parse::<u64>().ok())
-            .sum();
+        let ticks = cpu_ticks(self.child.id()).expect("/proc/<pid>/stat (Linux only)");
         ticks as f64 / TICKS_PER_SECOND
     }
 

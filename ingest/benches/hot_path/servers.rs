@@ -14,6 +14,7 @@ use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use lumen_runtime::process::cpu_ticks;
 use tokio::runtime::Runtime;
 
 use crate::fixtures::SECRET;
@@ -54,16 +55,7 @@ pub struct Usage {
 /// User and system CPU time used so far by `/proc/<entry>`: a process id,
 /// `self` or a thread's `self/task/<tid>`.
 pub fn cpu_time(entry: impl std::fmt::Display) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{entry}/stat")).expect("/proc/<entry>/stat");
-    // utime and stime are fields 14 and 15; the command name before them
-    // is in parentheses and may hold spaces, so count from its end.
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map(|(_, fields)| fields.split_whitespace().skip(11).take(2))
-        .into_iter()
-        .flatten()
-        .filter_map(|ticks| ticks.parse::<u64>().ok())
-        .sum();
+    let ticks = cpu_ticks(entry).expect("/proc/<entry>/stat");
     Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND as f64)
 }
 

@@ -8,6 +8,8 @@
 
 use std::process::Command;
 
+use lumen_runtime::process::cpu_ticks;
+
 use crate::harness::{brokers, clickhouse_url};
 
 /// CPU seconds spent by each watched process, so far or over a run.
@@ -92,15 +94,4 @@ fn listener(port: u16) -> Option<u32> {
     rest[..rest.find(|c: char| !c.is_ascii_digit())?]
         .parse()
         .ok()
-}
-
-/// utime + stime of every thread of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, in parentheses, may hold spaces: count from after it.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    // Fields 14 and 15 of stat(5); the first after the name is field 3.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
 }
