@@ -3,9 +3,15 @@
 //!
 //! - ClickHouse's ingest limit over HTTP: RowBinary encoded by ClickHouse
 //!   and LZ4-compressed by the `clickhouse` crate before the clock starts.
-//!   Run twice: bare (b), and (b') with the sink's deduplication settings
+//!   Run three times: bare (b); (b') with the sink's deduplication settings
 //!   and a token per batch, which tells ClickHouse's price of exactly-once
-//!   inserts (b over b') from the sink's own costs (b' over a).
+//!   inserts (b over b') from the sink's own costs (b' over a); and (b'')
+//!   as (b') with each lane's inserts spread over (a)'s duration. ClickHouse
+//!   merges parts in the background while inserts arrive, and a short run
+//!   ends before most of those merges (the database is dropped after it),
+//!   so its CPU per row grows with the run's length: (b'') is what
+//!   ClickHouse spends on the same inserts over as long as (a) took, the
+//!   fair yardstick for ClickHouse's CPU in (a).
 //! - ClickHouse's Kafka table engine. It cannot read the enriched topic
 //!   (Avro single-object encoding: a `C3 01` header and a fingerprint per
 //!   message), so it reads a mirror topic holding the same rows as
@@ -34,10 +40,46 @@ use crate::cpu::Servers;
 use crate::harness::{Harness, PARTITIONS, brokers, clickhouse_url, eventually};
 use crate::{Settings, Throughput, drop_database, phase, watch};
 
-/// (b): pre-encoded RowBinary POSTed straight to ClickHouse; (b') the same
-/// with the sink's deduplication settings when `deduplicated`.
-pub async fn http(settings: &Settings, source: &Harness, deduplicated: bool) -> Throughput {
-    let harness = phase(if deduplicated { "http_dedup" } else { "http" }).await;
+/// How (b) sends its batches.
+#[derive(Clone, Copy)]
+pub enum Pace {
+    /// (b): back to back, no deduplication.
+    Bare,
+    /// (b'): back to back, with the sink's deduplication settings.
+    Deduplicated,
+    /// (b''): with the sink's deduplication settings, the `k`-th insert of a
+    /// lane starting no earlier than `k / inserts` of the duration.
+    DeduplicatedOver(Duration),
+}
+
+impl Pace {
+    fn deduplicated(self) -> bool {
+        !matches!(self, Self::Bare)
+    }
+
+    fn phase(self) -> &'static str {
+        match self {
+            Self::Bare => "http",
+            Self::Deduplicated => "http_dedup",
+            Self::DeduplicatedOver(_) => "http_dedup_paced",
+        }
+    }
+
+    /// When the `batch`-th of a lane's `inserts` may start.
+    fn start(self, started: Instant, batch: usize, inserts: usize) -> Instant {
+        match self {
+            Self::DeduplicatedOver(duration) => {
+                started + duration.mul_f64(batch as f64 / inserts as f64)
+            }
+            Self::Bare | Self::Deduplicated => started,
+        }
+    }
+}
+
+/// (b): pre-encoded RowBinary POSTed straight to ClickHouse, sent as `pace`
+/// says.
+pub async fn http(settings: &Settings, source: &Harness, pace: Pace) -> Throughput {
+    let harness = phase(pace.phase()).await;
     let batches = settings.rows.div_ceil(settings.batch.max_rows).max(1);
     let reader = Client::default().with_url(clickhouse_url());
     // Lanes of batches, one lane per partition, as the sink inserts.
@@ -66,10 +108,13 @@ pub async fn http(settings: &Settings, source: &Harness, deduplicated: bool) -> 
     for (lane_number, lane) in lanes.into_iter().enumerate() {
         let client = client.clone();
         inserts.spawn(async move {
+            let lane_inserts = lane.len();
             for (batch_number, batch) in lane.into_iter().enumerate() {
+                tokio::time::sleep_until(pace.start(started, batch_number, lane_inserts).into())
+                    .await;
                 let mut insert =
                     client.insert_formatted_with("INSERT INTO events FORMAT RowBinary");
-                if deduplicated {
+                if pace.deduplicated() {
                     let token = format!("bench-{lane_number}-{batch_number}");
                     insert = lumen_sink::insert::deduplicated(insert, &token);
                 }

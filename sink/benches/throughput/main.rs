@@ -18,6 +18,11 @@
 //!   settings and a token per batch (`insert::deduplicated`). No target:
 //!   (b') / (b) is what exactly-once inserts cost ClickHouse, (a) / (b')
 //!   what is left to the sink and Kafka.
+//! - **(b'') (b') over (a)'s time**: each lane's inserts of (b') spread
+//!   evenly over as long as (a) took. No target: ClickHouse merges parts in
+//!   the background while inserts arrive, and the short (b) and (b') end
+//!   before most of those merges, so their CPU per row is not what the same
+//!   inserts cost over (a)'s longer run; (b'')'s is.
 //! - **(c) Kafka engine**: ClickHouse's Kafka table engine and a
 //!   materialized view into `events`, reading a mirror topic with the same
 //!   rows as one RowBinary row per message (see `baselines.rs` for why).
@@ -64,6 +69,7 @@ use clap::Parser;
 use clickhouse::Client;
 use harness::{Harness, clickhouse_url};
 
+use crate::baselines::Pace;
 use crate::cpu::{Servers, Usage};
 use crate::latency::Latency;
 use crate::process::SinkProcess;
@@ -241,10 +247,11 @@ async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
     // or the read-ahead budget) show here.
     let inserts = sink.inserts().await;
     println!(
-        "(a) inserts in flight {:.0}% of the run, on average over the {} partitions; {inserts} inserts of {:.0} rows on average",
+        "(a) inserts in flight {:.0}% of the run, on average over the {} partitions; {inserts} inserts of {:.0} rows on average; {} retries",
         busy * 100.0,
         harness::PARTITIONS,
-        n as f64 / inserts.max(1) as f64
+        n as f64 / inserts.max(1) as f64,
+        sink.retries().await
     );
     let peak = sink.peak_rss_bytes();
     harness.expect_exactly(n).await;
@@ -266,6 +273,7 @@ struct Report {
     sink_peak: u64,
     http: Throughput,
     http_deduplicated: Throughput,
+    http_paced: Throughput,
     engine: Option<Throughput>,
     latency: Option<Latency>,
 }
@@ -277,6 +285,7 @@ impl Report {
             sink,
             http,
             http_deduplicated,
+            http_paced,
             engine,
             latency,
             ..
@@ -301,6 +310,7 @@ impl Report {
                 "(b') (b) with the sink's deduplication",
                 Some(http_deduplicated),
             ),
+            ("(b'') (b') spread over (a)'s time", Some(http_paced)),
             ("(c) Kafka engine + materialized view", engine.as_ref()),
         ];
         for (name, run) in runs.iter().filter_map(|(name, run)| Some((name, (*run)?))) {
@@ -338,7 +348,7 @@ impl Report {
         );
         for (name, run) in runs
             .iter()
-            .take(3)
+            .take(4)
             .filter_map(|(name, run)| Some((name, (*run)?)))
         {
             let per_million = |seconds: Option<f64>| {
@@ -353,6 +363,22 @@ impl Report {
                 per_million(run.cpu.sink),
                 per_million(run.cpu.clickhouse),
                 per_million(run.cpu.kafka)
+            );
+        }
+        let per_million = |run: &Throughput| {
+            run.cpu
+                .clickhouse
+                .map(|seconds| seconds * 1e6 / run.rows as f64)
+        };
+        if let (Some(in_sink), Some(paced), Some(back_to_back)) = (
+            per_million(sink),
+            per_million(http_paced),
+            per_million(http_deduplicated),
+        ) {
+            println!(
+                "ClickHouse CPU s per 1M rows: (a) - (b'') {:+.1} is the sink's way of inserting, (b'') - (b') {:+.1} the background work of a run as long as (a)",
+                in_sink - paced,
+                paced - back_to_back
             );
         }
         if let Some(latency) = latency {
@@ -397,10 +423,12 @@ async fn main() {
     let settings = Settings::from_env();
     let (source, sink, sink_peak) = sink_throughput(&settings).await;
     println!("(a) sink: {sink:?}");
-    let http = baselines::http(&settings, &source, false).await;
+    let http = baselines::http(&settings, &source, Pace::Bare).await;
     println!("(b) HTTP RowBinary: {http:?}");
-    let http_deduplicated = baselines::http(&settings, &source, true).await;
+    let http_deduplicated = baselines::http(&settings, &source, Pace::Deduplicated).await;
     println!("(b') HTTP RowBinary, deduplicated: {http_deduplicated:?}");
+    let http_paced = baselines::http(&settings, &source, Pace::DeduplicatedOver(sink.total)).await;
+    println!("(b'') HTTP RowBinary, deduplicated, over (a)'s time: {http_paced:?}");
     let mut engine = None;
     if settings.runs('c') {
         let run = baselines::kafka_engine(&settings, &source).await;
@@ -420,6 +448,7 @@ async fn main() {
         sink_peak,
         http,
         http_deduplicated,
+        http_paced,
         engine,
         latency,
     }

@@ -60,6 +60,18 @@ impl SinkProcess {
             .await as u64
     }
 
+    /// `lumen_sink_retries_total` summed over its reasons.
+    pub async fn retries(&self) -> u64 {
+        let Some(metrics) = get(self.admin_port, "/metrics").await else {
+            return 0;
+        };
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("lumen_sink_retries_total{"))
+            .filter_map(|sample| sample.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// The value of an unlabelled sample on `/metrics`; 0 when absent.
     async fn metric(&self, name: &str) -> f64 {
         let Some(metrics) = get(self.admin_port, "/metrics").await else {
