@@ -27,8 +27,11 @@
 //!   its life) and `VmRSS` after each load. Target: < 100 MiB.
 //!
 //! Ingest answers only after Kafka acknowledged (acks=all, linger 5 ms), so
-//! a closed loop over few connections measures that wait, not capacity: the
-//! default 256 connections keep ingest busy, like many browsers at once. The
+//! a closed loop over few connections measures that wait, not capacity. At
+//! the default 256 connections the pixel load is still bound by it (ingest
+//! used 0.74 of a core on a quiet machine, its rate about 256 over the
+//! median latency); 512 or 1024 reach its CPU capacity, but raise (c)'s
+//! peak and the memory of (b) and (c) with them (ingest/README.md). The
 //! bare baselines wait for nothing. Every load also prints the server's CPU
 //! time per event (ingest's process, the bare server's threads, the bare
 //! producer's process, from `/proc`), and the table compares them for (a)
