@@ -37,6 +37,11 @@ pub struct Held {
 }
 
 impl Held {
+    /// One record of `bytes` payload bytes.
+    pub fn record(bytes: usize) -> Held {
+        Held { records: 1, bytes }
+    }
+
     /// Whether either count has reached `budget`'s.
     pub fn reaches(&self, budget: Held) -> bool {
         self.records >= budget.records || self.bytes >= budget.bytes
@@ -51,6 +56,19 @@ impl std::ops::Add for Held {
             records: self.records + other.records,
             bytes: self.bytes + other.bytes,
         }
+    }
+}
+
+impl std::ops::AddAssign for Held {
+    fn add_assign(&mut self, other: Held) {
+        *self = *self + other;
+    }
+}
+
+impl std::ops::SubAssign for Held {
+    fn sub_assign(&mut self, other: Held) {
+        self.records -= other.records;
+        self.bytes -= other.bytes;
     }
 }
 
@@ -197,8 +215,7 @@ impl Batcher {
         if let Some((key, payload)) = record {
             batch.bytes += payload.len();
             batch.records.push(offset, key, payload);
-            self.held.records += 1;
-            self.held.bytes += payload.len();
+            self.held += Held::record(payload.len());
         }
         let full = match self.replay_until {
             Some(until) => offset >= until,
@@ -235,9 +252,7 @@ impl Batcher {
     /// The oldest sealed batch, to insert next.
     pub fn take_sealed(&mut self) -> Option<Batch> {
         let batch = self.sealed.pop_front()?;
-        let taken = batch.held();
-        self.held.records -= taken.records;
-        self.held.bytes -= taken.bytes;
+        self.held -= batch.held();
         Some(batch)
     }
 

@@ -161,10 +161,10 @@ pub struct BatchConfig {
     /// Records read and not yet inserted, across all partitions, above which
     /// reading pauses until inserts catch up: with `--max-buffered-bytes`,
     /// the sink's memory bound (records are held as their Avro bytes and
-    /// keys, about 370 bytes each in RSS). At least `--batch-max-rows`; twice it per partition keeps
-    /// every partition's next batch filling while one is inserted, which the
-    /// default does for three partitions (peak RSS 86–89 MiB draining a
-    /// backlog).
+    /// keys, about 370 bytes each in RSS). At least `--batch-max-rows`;
+    /// twice it per partition keeps every partition's next batch filling
+    /// while one is inserted, which the default does for three partitions
+    /// (peak RSS 86–89 MiB draining a backlog).
     #[arg(
         long = "max-buffered-rows",
         env = "LUMEN_SINK_MAX_BUFFERED_ROWS",

@@ -644,8 +644,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             let bytes = message.as_ref().map_or(0, |m| m.payload_len());
             match self.take(message, now) {
                 Taken::Added { sealed: false } => {
-                    held.records += 1;
-                    held.bytes += bytes;
+                    held += Held::record(bytes);
                 }
                 Taken::Added { sealed: true } | Taken::Nothing => return None,
                 Taken::First(first) => return Some(first),
@@ -839,7 +838,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     }
 
     /// Pauses partitions whose next batch is already waiting, and all of
-    /// them while the records held reach `max_buffered`; resumes them when
+    /// them while what is held reaches the budget; resumes them when
     /// they caught up. At the budget, idle partitions' open batches are cut
     /// and inserted at once: reading is paused, so they would otherwise only
     /// fill up by age.
@@ -986,8 +985,7 @@ fn admit(
         );
     } else {
         batcher.push(record.offset, record.key, record.payload, now);
-        metrics.buffered_rows.inc();
-        metrics.buffered_bytes.add(record.payload.len() as i64);
+        metrics.hold(Held::record(record.payload.len()));
     }
     batcher.waiting() > waiting
 }

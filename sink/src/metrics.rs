@@ -169,6 +169,12 @@ impl Metrics {
         })
     }
 
+    /// Records that `held` was read into memory.
+    pub fn hold(&self, held: Held) {
+        self.buffered_rows.add(held.records as i64);
+        self.buffered_bytes.add(held.bytes as i64);
+    }
+
     /// Records that `held` left memory (acknowledged or discarded).
     pub fn release(&self, held: Held) {
         self.buffered_rows.sub(held.records as i64);

@@ -143,6 +143,11 @@ impl Throughput {
         self.rows as f64 / self.total.as_secs_f64()
     }
 
+    /// `seconds` of CPU per million of the run's rows.
+    fn per_million(&self, seconds: Option<f64>) -> Option<f64> {
+        seconds.map(|seconds| seconds * 1e6 / self.rows as f64)
+    }
+
     /// Rows/s once reading started: without process start and group join.
     fn reading_rate(&self) -> Option<f64> {
         self.first_read
@@ -352,10 +357,8 @@ impl Report {
             .filter_map(|(name, run)| Some((name, (*run)?)))
         {
             let per_million = |seconds: Option<f64>| {
-                seconds.map_or_else(
-                    || "-".to_owned(),
-                    |seconds| format!("{:.1}", seconds * 1e6 / run.rows as f64),
-                )
+                run.per_million(seconds)
+                    .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds:.1}"))
             };
             println!(
                 "{:<46} {:>8} {:>11} {:>8}",
@@ -365,15 +368,11 @@ impl Report {
                 per_million(run.cpu.kafka)
             );
         }
-        let per_million = |run: &Throughput| {
-            run.cpu
-                .clickhouse
-                .map(|seconds| seconds * 1e6 / run.rows as f64)
-        };
+        let clickhouse = |run: &Throughput| run.per_million(run.cpu.clickhouse);
         if let (Some(in_sink), Some(paced), Some(back_to_back)) = (
-            per_million(sink),
-            per_million(http_paced),
-            per_million(http_deduplicated),
+            clickhouse(sink),
+            clickhouse(http_paced),
+            clickhouse(http_deduplicated),
         ) {
             println!(
                 "ClickHouse CPU s per 1M rows: (a) - (b'') {:+.1} is the sink's way of inserting, (b'') - (b') {:+.1} the background work of a run as long as (a)",

@@ -60,29 +60,23 @@ impl SinkProcess {
             .await as u64
     }
 
-    /// `lumen_sink_retries_total` summed over its reasons.
+    /// `lumen_sink_retries_total`, summed over its reasons.
     pub async fn retries(&self) -> u64 {
-        let Some(metrics) = get(self.admin_port, "/metrics").await else {
-            return 0;
-        };
-        metrics
-            .lines()
-            .filter_map(|line| line.strip_prefix("lumen_sink_retries_total{"))
-            .filter_map(|sample| sample.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
-            .sum::<f64>() as u64
+        self.metric("lumen_sink_retries_total").await as u64
     }
 
-    /// The value of an unlabelled sample on `/metrics`; 0 when absent.
+    /// The sum of the samples of `name` on `/metrics` over all their labels
+    /// (the value itself for an unlabelled one); 0 when absent.
     async fn metric(&self, name: &str) -> f64 {
         let Some(metrics) = get(self.admin_port, "/metrics").await else {
             return 0.0;
         };
-        let prefix = format!("{name} ");
         metrics
             .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0.0)
+            .filter_map(|line| line.strip_prefix(name))
+            .filter(|rest| rest.starts_with([' ', '{']))
+            .filter_map(|rest| rest.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+            .sum()
     }
 
     /// The peak resident set so far (`VmHWM`), in bytes.
