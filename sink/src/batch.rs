@@ -242,8 +242,17 @@ impl Batcher {
         }
     }
 
-    /// Seals the open batch whatever its size or age (shutdown).
-    pub fn seal(&mut self) {
+    /// Seals the open batch before its bounds (the read-ahead budget, the
+    /// partition read to its end, shutdown), unless it replays an intent: a
+    /// replay must end where the intent says, or its deduplication token
+    /// would not match the insert it repeats, which may have landed.
+    pub fn cut(&mut self) {
+        if self.replay_until.is_none() {
+            self.seal();
+        }
+    }
+
+    fn seal(&mut self) {
         if let Some(batch) = self.open.take() {
             self.sealed.push_back(batch);
         }
@@ -434,6 +443,31 @@ mod tests {
             batcher.seal_if_due(now + Duration::from_secs(60));
         }
         assert_eq!(ranges(&mut batcher), expected);
+    }
+
+    #[test]
+    fn an_early_cut_leaves_a_replay_whole_and_cuts_what_follows_it() {
+        let intent = Intent {
+            first_offset: 10,
+            last_offset: 12,
+        };
+        let now = Instant::now();
+        let mut batcher = Batcher::new(
+            0,
+            Bounds {
+                max_rows: 100,
+                ..BOUNDS
+            },
+            Some(intent),
+        );
+        push(&mut batcher, 10, 1, now);
+        push(&mut batcher, 11, 1, now);
+        batcher.cut();
+        assert_eq!(batcher.waiting(), 0, "a replay ends where its intent says");
+        push(&mut batcher, 12, 1, now);
+        push(&mut batcher, 13, 1, now);
+        batcher.cut();
+        assert_eq!(ranges(&mut batcher), vec![(10, 12), (13, 13)]);
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub struct BatchConfig {
     )]
     pub max_bytes: usize,
     /// Records read and not yet inserted, across all partitions, above which
-    /// reading pauses until inserts catch up: with `--max-buffered-bytes`,
+    /// reading stops until inserts catch up: with `--max-buffered-bytes`,
     /// the sink's memory bound (records are held as their Avro bytes and
     /// keys, about 370 bytes each in RSS). At least `--batch-max-rows`;
     /// twice it per partition keeps every partition's next batch filling

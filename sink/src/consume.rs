@@ -6,11 +6,15 @@
 //! become a row to the dead-letter topic (`dlq.rs`), and only then commit
 //! the offset after the batch.
 //!
-//! Memory is bounded: a partition with one delivery in flight and one sealed
-//! batch waiting is paused, and so is every partition while the records held
-//! reach `--max-buffered-rows`; they are polled again when inserts catch up.
-//! Polling continues meanwhile, so the group membership survives a
-//! ClickHouse outage.
+//! Memory is bounded: while the records held reach `--max-buffered-rows`
+//! (or the bytes budget), the loop stops taking messages, and librdkafka's
+//! own prefetch queue, bounded too, stops fetching. Taking resumes as soon
+//! as an insert is acknowledged. Only if the budget stays reached for
+//! [`PAUSE_AFTER`] (ClickHouse down or slow) are the partitions paused, so
+//! that polling can go on and the group membership survives the outage:
+//! librdkafka fetches a resumed partition only when its broker thread next
+//! wakes, up to a second later, and drops what it had prefetched, which
+//! made pausing at every full budget cost a backlog drain half its rate.
 //!
 //! Rebalances discard and rewind: a revoked partition's buffered records are
 //! dropped and its delivery aborted; whoever owns it next reads from the
@@ -68,6 +72,12 @@ const KAFKA_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// waiting for over three minutes while fetching went on). As long as a
 /// group may go without a coordinator, for the same reason.
 const CONSUMER_STUCK_AFTER: Duration = lumen_runtime::kafka::KAFKA_LOST_AFTER;
+
+/// How long the loop may stop taking messages at the budget before it
+/// pauses the partitions and polls again: well within librdkafka's
+/// `max.poll.interval.ms` (5 minutes), and long enough that inserts of a
+/// draining backlog (a few hundred milliseconds each) free the budget first.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 /// How long a rebalance waits for the outgoing assignment's intent commits.
 /// They normally take milliseconds; a commit deferred while the group
@@ -336,6 +346,8 @@ impl Subscription {
                 // idle between bursts (`make bench-sink`, 1M rows: 45 500
                 // rows/s with 20 ms, 41 500 with 1 s).
                 ("fetch.queue.backoff.ms", "20"),
+                // The end of a backlog cuts its last batch (`reached_end`).
+                ("enable.partition.eof", "true"),
             ])
             .create_with_context(context)
             .map_err(Error::kafka("create consumer"))?;
@@ -414,6 +426,8 @@ struct PartitionState {
     batcher: Batcher,
     in_flight: Option<(AbortHandle, Held)>,
     paused: bool,
+    /// Records read since the partition was last read to its end.
+    read_since_end: usize,
 }
 
 /// The loop's state.
@@ -432,6 +446,8 @@ pub struct Sink<T, D> {
     /// Offsets acknowledged and committed asynchronously, committed again
     /// synchronously at shutdown.
     acked: HashMap<i32, i64>,
+    /// Since when the records held reach the budget.
+    full_since: Option<Instant>,
 }
 
 impl<T: Table, D: DeadLetters> Sink<T, D> {
@@ -458,6 +474,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             tasks: JoinSet::new(),
             next_epoch: 0,
             acked: HashMap::new(),
+            full_since: None,
         })
     }
 
@@ -481,7 +498,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 biased;
                 () = shutdown.wait() => break,
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => self.delivered(joined),
-                message = consumer.recv() => {
+                message = consumer.recv(), if self.taking() => {
                     let first = match self.take(message, Instant::now()) {
                         Taken::First(first) => Some(first),
                         Taken::Added { sealed: false } => self.take_ready(&consumer),
@@ -591,6 +608,10 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         self.apply_rebalances();
         let message = match message {
             Ok(message) => message,
+            Err(KafkaError::PartitionEOF(partition)) => {
+                self.reached_end(partition);
+                return Taken::Nothing;
+            }
             Err(error) => {
                 self.consumer_errors.log(&error);
                 return Taken::Nothing;
@@ -613,6 +634,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             key,
             payload,
         };
+        state.read_since_end += 1;
         let sealed = admit(
             &mut state.batcher,
             &mut self.dedupe,
@@ -693,6 +715,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 batcher,
                 in_flight: None,
                 paused: false,
+                read_since_end: 1,
             },
         );
     }
@@ -795,6 +818,22 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         }
     }
 
+    /// `partition` was read to its end. If that ended a backlog of at least
+    /// a batch, its open batch is cut now: nothing more is coming soon to
+    /// fill it, and waiting out its age would leave ClickHouse idle at the
+    /// end of every catch-up (ClickHouse's Kafka engine inserts whenever a
+    /// poll comes back empty). Read to the end in small steps, as at a steady
+    /// rate, the batch still fills by size or age: an insert per poll would
+    /// be a part per table each time.
+    fn reached_end(&mut self, partition: i32) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            if state.read_since_end >= self.bounds.max_rows {
+                state.batcher.cut();
+            }
+            state.read_since_end = 0;
+        }
+    }
+
     fn seal_due(&mut self) {
         let now = Instant::now();
         for state in self.partitions.values_mut() {
@@ -837,23 +876,37 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             .sum()
     }
 
-    /// Pauses partitions whose next batch is already waiting, and all of
-    /// them while what is held reaches the budget; resumes them when
-    /// they caught up. At the budget, idle partitions' open batches are cut
-    /// and inserted at once: reading is paused, so they would otherwise only
+    /// Whether the loop takes messages: not while what is held reaches the
+    /// budget, unless the partitions are paused by then (polling a paused
+    /// consumer serves its rebalances and errors and yields no record).
+    fn taking(&self) -> bool {
+        self.full_since.is_none() || self.partitions.values().all(|state| state.paused)
+    }
+
+    /// Notes whether what is held reaches the budget; pauses every partition
+    /// once it has for [`PAUSE_AFTER`], and resumes them when it no longer
+    /// does. At the budget, idle partitions' open batches are cut and
+    /// inserted at once: reading has stopped, so they would otherwise only
     /// fill up by age.
     fn flow_control(&mut self) {
         let full = self.held().reaches(self.budget);
         if full {
             for state in self.partitions.values_mut() {
                 if state.in_flight.is_none() && state.batcher.waiting() == 0 {
-                    state.batcher.seal();
+                    state.batcher.cut();
                 }
             }
             self.dispatch();
         }
+        self.full_since = if full {
+            Some(self.full_since.unwrap_or_else(Instant::now))
+        } else {
+            None
+        };
+        let behind = self
+            .full_since
+            .is_some_and(|since| since.elapsed() >= PAUSE_AFTER);
         for (partition, state) in &mut self.partitions {
-            let behind = full || (state.in_flight.is_some() && state.batcher.waiting() > 0);
             if behind == state.paused {
                 continue;
             }
@@ -916,7 +969,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     async fn drain(&mut self, timeout: Duration) {
         self.apply_rebalances();
         for state in self.partitions.values_mut() {
-            state.batcher.seal();
+            state.batcher.cut();
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -1174,7 +1227,7 @@ mod tests {
             now,
         );
         assert_eq!(other_partition.held().records, 1, "partitions are separate");
-        batcher.seal();
+        batcher.cut();
         let batch = batcher.take_sealed().expect("sealed");
         assert_eq!((batch.first_offset, batch.last_offset), (5, 8));
         let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();

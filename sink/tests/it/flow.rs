@@ -13,7 +13,7 @@ use lumen_sink::insert::{ClickHouseTable, Table};
 use lumen_sink::row::{EVENTS_TABLE, EventRow, Record};
 use uuid::Uuid;
 
-use crate::harness::{GatedSink, Harness, events, eventually, get, metric};
+use crate::harness::{GatedSink, Harness, events, eventually, free_port, get, metric};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_events_in_exactly_n_rows_and_exact_aggregates() {
@@ -111,6 +111,59 @@ async fn reading_pauses_at_the_buffered_bytes_budget_whatever_the_rows() {
         slack,
     )
     .await;
+}
+
+/// A backlog read to its end is inserted at once: each partition's last,
+/// partial batch does not wait out `--batch-max-age-ms` (ten minutes here,
+/// far past the test's deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_a_backlog_is_inserted_without_waiting_for_its_age() {
+    let harness = Harness::new("backlog_end").await;
+    harness.produce(&events(0, 1_000)).await;
+    let mut config = harness.config();
+    config.batch.max_rows = 100;
+    config.batch.max_age_ms = 600_000;
+    let shutdown = Shutdown::new();
+    let sink = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    harness.expect_exactly(1_000).await;
+    shutdown.trigger();
+    sink.await.expect("join").expect("clean shutdown");
+}
+
+/// Read to its end a few records at a time, as at a steady rate, a
+/// partition's batch still fills until its age: three bursts, each read to
+/// the end before the next is sent, make one insert per partition, not one
+/// per burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_read_to_its_end_still_fills_batches_until_their_age() {
+    let harness = Harness::new("trickle").await;
+    let mut config = harness.config();
+    config.batch.max_rows = 1_000;
+    config.batch.max_age_ms = 10_000;
+    let port = free_port();
+    config.admin.addr = Some(([127, 0, 0, 1], port).into());
+    let shutdown = Shutdown::new();
+    let sink = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let exposition = || async { get(port, "/metrics").await.unwrap_or_default() };
+    for burst in 0..3 {
+        harness.produce(&events(burst * 30, 30)).await;
+        let read = (burst + 1) * 30;
+        eventually("the burst read", || async {
+            metric(&exposition().await, "lumen_sink_records_consumed_total") == Some(read as f64)
+        })
+        .await;
+    }
+    harness.expect_exactly(90).await;
+    assert_eq!(
+        metric(
+            &exposition().await,
+            "lumen_sink_insert_duration_seconds_count"
+        ),
+        Some(3.0),
+        "one insert per partition"
+    );
+    shutdown.trigger();
+    sink.await.expect("join").expect("clean shutdown");
 }
 
 /// Events preloaded for the budget tests: many more than either budget.

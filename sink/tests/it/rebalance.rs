@@ -46,8 +46,9 @@ async fn sinks_joining_and_leaving_under_traffic_keep_counts_exact() {
 }
 
 /// librdkafka keeps an application pause across a rebalance: a sink that
-/// paused its partitions (one batch in flight, the next one waiting) and
-/// then got them back would never read them again unless it resumes them.
+/// paused its partitions (its read-ahead budget held by inserts ClickHouse
+/// does not answer) and then got them back would never read them again
+/// unless it resumes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_paused_before_a_rebalance_are_read_after_it() {
     let harness = Harness::new("paused_rebalance").await;
@@ -56,10 +57,11 @@ async fn partitions_paused_before_a_rebalance_are_read_after_it() {
 
     let mut config = harness.config();
     config.batch.max_rows = 100;
+    config.batch.max_buffered_rows = 250;
     let sink = GatedSink::start(config);
     let port = sink.port;
     eventually(
-        "every partition paused behind its blocked insert",
+        "every partition paused behind the blocked inserts",
         || async {
             get(port, "/metrics")
                 .await
