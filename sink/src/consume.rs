@@ -236,6 +236,16 @@ impl SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    /// librdkafka's errors, as rdkafka logs them, except the end of a
+    /// partition: with `enable.partition.eof` it reports each one on the
+    /// client's queue as well as to the loop (`Sink::reached_end`), and at a
+    /// steady rate that is every fetch.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         self.group.observe(&statistics);
         if self.group.lost() {
