@@ -40,8 +40,8 @@
 //!
 //! Environment: `LUMEN_CLICKHOUSE_URL`, `LUMEN_KAFKA_BROKERS`,
 //! `LUMEN_BENCH_ROWS` (default 1 000 000: at 200 000 the sink's fixed
-//! costs, start, group join and the last batches' `--batch-max-age-ms`,
-//! were a third of its run), `LUMEN_BENCH_LATENCY_SECONDS`
+//! costs, start, group join and the first batches to fill, weigh on its
+//! run), `LUMEN_BENCH_LATENCY_SECONDS`
 //! (20), `LUMEN_BENCH_LATENCY_RATE` (rows/s, 10 000),
 //! `LUMEN_BENCH_ENGINE_CONSUMERS` (1), `LUMEN_BENCH_SKIP` (letters of the
 //! phases not to run, `c` and `d`: (b) needs (a)'s rows); the sink's own
