@@ -200,8 +200,10 @@ impl GroupWatch {
 
 /// Logs a consumer's errors without flooding the log: librdkafka reports
 /// an unreachable cluster on nearly every poll (about 20 a second were
-/// seen), so each kind of error is logged at most once per interval, with
-/// the number left unlogged since.
+/// seen, and 8 in one millisecond from a reader as Kafka came back), so
+/// each kind of error is logged at most once per interval, with the number
+/// left unlogged since. Polled errors and the client's own (a consumer
+/// context's `error`) go through it alike.
 pub struct ConsumerErrors {
     every: Duration,
     last: Mutex<HashMap<&'static str, (Instant, u64)>>,
@@ -223,12 +225,27 @@ impl ConsumerErrors {
         }
     }
 
-    /// Logs `error` unless its kind was logged less than the interval ago.
+    /// Logs `error` unless its kind was logged less than the interval ago,
+    /// or it is the end of a partition: with `enable.partition.eof` that is
+    /// news for the reader, not an error, and librdkafka reports each one on
+    /// the client's queue too (rdkafka's default context logs those at
+    /// ERROR).
     pub fn log(&self, error: &KafkaError) {
-        let tag = error_tag(error);
-        if let Some(suppressed) = self.admit(tag, Instant::now()) {
+        if let Some((tag, suppressed)) = self.due(error, Instant::now()) {
             tracing::warn!(%error, tag, suppressed, "consumer error");
         }
+    }
+
+    /// Whether `error` is logged at `now`: its kind, and how many of its
+    /// kind were not logged since the last one that was.
+    fn due(&self, error: &KafkaError, now: Instant) -> Option<(&'static str, u64)> {
+        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if end_of_partition {
+            return None;
+        }
+        let tag = error_tag(error);
+        self.admit(tag, now).map(|suppressed| (tag, suppressed))
     }
 
     /// Whether an error of kind `tag` is logged at `now`, with how many of
@@ -325,6 +342,17 @@ mod tests {
         );
         assert_eq!(errors.admit(down, start + Duration::from_secs(10)), Some(2));
         assert_eq!(errors.admit(down, start + Duration::from_secs(11)), None);
+    }
+
+    #[test]
+    fn the_end_of_a_partition_is_never_logged_as_an_error() {
+        let errors = ConsumerErrors::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let end = KafkaError::Global(RDKafkaErrorCode::PartitionEOF);
+        assert_eq!(errors.due(&end, now), None);
+        assert_eq!(errors.due(&KafkaError::PartitionEOF(2), now), None);
+        let down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(errors.due(&down, now), Some(("all_brokers_down", 0)));
     }
 
     fn report(state: &str) -> Statistics {

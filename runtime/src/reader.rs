@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
+use crate::kafka::ConsumerErrors;
 
 /// How long one poll of the reading consumer waits for records.
 const POLL: Duration = Duration::from_millis(200);
@@ -58,14 +59,16 @@ fn failed(operation: &'static str) -> impl FnOnce(KafkaError) -> ReadError {
 
 /// The reading consumer's context: the end of a partition is how a read
 /// knows it is done, not an error to report (rdkafka's default logs every
-/// client error at ERROR, three lines per read).
-struct ReaderContext;
+/// client error at ERROR, three lines per read), and the other errors are
+/// logged without flooding.
+#[derive(Default)]
+struct ReaderContext {
+    errors: ConsumerErrors,
+}
 
 impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(%error, reason, "range reader consumer error");
-        }
+    fn error(&self, error: KafkaError, _reason: &str) {
+        self.errors.log(&error);
     }
 }
 
@@ -108,7 +111,7 @@ impl RangeReader {
                 // partition, even an empty one, would pay it.
                 ("fetch.wait.max.ms", "20"),
             ])
-            .create_with_context(ReaderContext)
+            .create_with_context(ReaderContext::default())
             .map_err(failed("create range reader"))?;
         Ok(Self { consumer, deadline })
     }

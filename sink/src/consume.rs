@@ -114,6 +114,8 @@ pub struct SinkContext {
     stuck: AtomicBool,
     /// How long the group has been without a coordinator.
     group: lumen_runtime::kafka::GroupWatch,
+    /// Logs the consumer's errors, polled or the client's own.
+    errors: lumen_runtime::kafka::ConsumerErrors,
     metrics: Metrics,
 }
 
@@ -149,6 +151,7 @@ impl SinkContext {
             commit_returned: Condvar::new(),
             stuck: AtomicBool::new(false),
             group: lumen_runtime::kafka::GroupWatch::default(),
+            errors: lumen_runtime::kafka::ConsumerErrors::default(),
             metrics,
         }
     }
@@ -236,14 +239,12 @@ impl SinkContext {
 }
 
 impl ClientContext for SinkContext {
-    /// librdkafka's errors, as rdkafka logs them, except the end of a
-    /// partition: with `enable.partition.eof` it reports each one on the
-    /// client's queue as well as to the loop (`Sink::reached_end`), and at a
-    /// steady rate that is every fetch.
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
+    /// The client's own errors, logged like the polled ones: each kind
+    /// at most every 10 s, and no partition ends, which
+    /// `enable.partition.eof` reports here too, at a steady rate on every
+    /// fetch (the loop acts on them: `Sink::reached_end`).
+    fn error(&self, error: KafkaError, _reason: &str) {
+        self.errors.log(&error);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -450,7 +451,6 @@ struct PartitionState {
 pub struct Sink<T, D> {
     consumer: Arc<SinkConsumer>,
     subscription: Subscription,
-    consumer_errors: lumen_runtime::kafka::ConsumerErrors,
     delivery: Arc<Delivery<T, D>>,
     bounds: Bounds,
     budget: Held,
@@ -481,7 +481,6 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         Ok(Self {
             consumer: subscription.subscribe()?,
             subscription,
-            consumer_errors: lumen_runtime::kafka::ConsumerErrors::default(),
             delivery: Arc::new(delivery),
             bounds,
             budget,
@@ -629,7 +628,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 return Taken::Nothing;
             }
             Err(error) => {
-                self.consumer_errors.log(&error);
+                self.consumer.context().errors.log(&error);
                 return Taken::Nothing;
             }
         };
