@@ -164,7 +164,7 @@ pub struct BatchConfig {
     /// keys, about 370 bytes each in RSS). At least `--batch-max-rows`;
     /// twice it per partition keeps every partition's next batch filling
     /// while one is inserted, which the default does for three partitions
-    /// (peak RSS 86–89 MiB draining a backlog).
+    /// (peak RSS 85–92 MiB draining a backlog, `make bench-sink`).
     #[arg(
         long = "max-buffered-rows",
         env = "LUMEN_SINK_MAX_BUFFERED_ROWS",
