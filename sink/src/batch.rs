@@ -445,21 +445,23 @@ mod tests {
         assert_eq!(ranges(&mut batcher), expected);
     }
 
-    #[test]
-    fn an_early_cut_leaves_a_replay_whole_and_cuts_what_follows_it() {
+    /// A batcher replaying the intent 10..=12, with room for 100 rows.
+    fn replaying_10_to_12() -> Batcher {
         let intent = Intent {
             first_offset: 10,
             last_offset: 12,
         };
+        let bounds = Bounds {
+            max_rows: 100,
+            ..BOUNDS
+        };
+        Batcher::new(0, bounds, Some(intent))
+    }
+
+    #[test]
+    fn an_early_cut_leaves_a_replay_whole_and_cuts_what_follows_it() {
         let now = Instant::now();
-        let mut batcher = Batcher::new(
-            0,
-            Bounds {
-                max_rows: 100,
-                ..BOUNDS
-            },
-            Some(intent),
-        );
+        let mut batcher = replaying_10_to_12();
         push(&mut batcher, 10, 1, now);
         push(&mut batcher, 11, 1, now);
         batcher.cut();
@@ -472,19 +474,8 @@ mod tests {
 
     #[test]
     fn a_replay_whose_last_record_is_gone_is_cut_before_the_next() {
-        let intent = Intent {
-            first_offset: 10,
-            last_offset: 12,
-        };
         let now = Instant::now();
-        let mut batcher = Batcher::new(
-            0,
-            Bounds {
-                max_rows: 100,
-                ..BOUNDS
-            },
-            Some(intent),
-        );
+        let mut batcher = replaying_10_to_12();
         push(&mut batcher, 10, 1, now);
         push(&mut batcher, 14, 1, now);
         assert_eq!(ranges(&mut batcher), vec![(10, 10)]);
