@@ -9,8 +9,9 @@
 //! Memory is bounded: while the records held reach `--max-buffered-rows`
 //! (or the bytes budget), the loop stops taking messages, and librdkafka's
 //! own prefetch queue, bounded too, stops fetching. Taking resumes as soon
-//! as an insert is acknowledged. Only if the budget stays reached for
-//! [`PAUSE_AFTER`] (ClickHouse down or slow) are the partitions paused, so
+//! as an insert is acknowledged; replayed batches, which cannot be cut
+//! early, are read to their ends past it. Only if the budget stays reached
+//! for [`PAUSE_AFTER`] (ClickHouse down or slow) are the partitions paused, so
 //! that polling can go on and the group membership survives the outage:
 //! librdkafka fetches a resumed partition only when its broker thread next
 //! wakes, up to a second later, and drops what it had prefetched, which
@@ -903,9 +904,15 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// does. At the budget, idle partitions' open batches are cut and
     /// inserted at once: reading has stopped, so they would otherwise only
     /// fill up by age.
+    ///
+    /// Only deliveries free the budget. With none under way once the idle
+    /// batches are cut, what is held is replays, which cannot be cut before
+    /// the end their intents say: reading then goes on past the budget, by
+    /// at most the replayed ranges (stopping it there stalled the sink for
+    /// good when a replay alone was more than the budget).
     fn flow_control(&mut self) {
-        let full = self.held().reaches(self.budget);
-        if full {
+        let reached = self.held().reaches(self.budget);
+        if reached {
             for state in self.partitions.values_mut() {
                 if state.in_flight.is_none() && state.batcher.waiting() == 0 {
                     state.batcher.cut();
@@ -913,6 +920,11 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
             }
             self.dispatch();
         }
+        let full = reached
+            && self
+                .partitions
+                .values()
+                .any(|state| state.in_flight.is_some());
         self.full_since = if full {
             Some(self.full_since.unwrap_or_else(Instant::now))
         } else {

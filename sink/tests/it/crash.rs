@@ -34,6 +34,29 @@ impl Table for CrashAfterInsert {
     }
 }
 
+/// Runs a sink with `config` through a [`CrashAfterInsert`] table until its
+/// `inserts`-th acknowledged insert, then kills it in-process there; returns
+/// the rows that landed.
+async fn crash_after(harness: &Harness, config: lumen_sink::Config, inserts: usize) -> u64 {
+    let crashed = Arc::new(Notify::new());
+    let shutdown = Shutdown::new();
+    let table_crashed = crashed.clone();
+    let first = tokio::spawn(lumen_sink::run_with(
+        config,
+        shutdown.clone(),
+        move |client, timeout| CrashAfterInsert {
+            inner: ClickHouseTable::new(client, timeout),
+            remaining: AtomicUsize::new(inserts),
+            crashed: table_crashed,
+        },
+    ));
+    crashed.notified().await;
+    first.abort();
+    let _ = first.await;
+    shutdown.trigger();
+    harness.count("events").await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_insert_before_commit_replays_without_duplicates() {
     let harness = Harness::new("crash_inprocess").await;
@@ -44,23 +67,7 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
     let mut config = harness.config();
     config.batch.max_rows = 5_000;
     config.batch.max_age_ms = 5;
-    let crashed = Arc::new(Notify::new());
-    let shutdown = Shutdown::new();
-    let table_crashed = crashed.clone();
-    let first = tokio::spawn(lumen_sink::run_with(
-        config,
-        shutdown.clone(),
-        move |client, timeout| CrashAfterInsert {
-            inner: ClickHouseTable::new(client, timeout),
-            remaining: AtomicUsize::new(3),
-            crashed: table_crashed,
-        },
-    ));
-    crashed.notified().await;
-    first.abort();
-    let _ = first.await;
-    shutdown.trigger();
-    let landed = harness.count("events").await;
+    let landed = crash_after(&harness, config, 3).await;
     assert!(landed > 0, "the crash came after an acknowledged insert");
 
     // Second life with other bounds: only the intent reproduces the cut.
@@ -69,6 +76,32 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
     let shutdown = Shutdown::new();
     let second = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
     harness.expect_exactly(2_000).await;
+    shutdown.trigger();
+    second.await.expect("join").expect("clean shutdown");
+}
+
+/// A replayed batch is read to the end its intent says even when it alone
+/// is more than the read-ahead budget (both bounds lowered after the
+/// crash): the budget stops reading only while a delivery is under way to
+/// free it, and a replay cannot be cut early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_larger_than_the_read_ahead_budget_is_still_read_whole() {
+    let harness = Harness::new("crash_replay_budget").await;
+    harness.produce(&events(0, 600)).await;
+
+    // First life: batches of 100, crash after the first acknowledged insert.
+    let mut config = harness.config();
+    config.batch.max_rows = 100;
+    let landed = crash_after(&harness, config, 1).await;
+    assert!(landed >= 100, "a batch of 100 landed before the crash");
+
+    // Second life: a budget of 50 records, half the replayed batch.
+    let mut config = harness.config();
+    config.batch.max_rows = 50;
+    config.batch.max_buffered_rows = 50;
+    let shutdown = Shutdown::new();
+    let second = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    harness.expect_exactly(600).await;
     shutdown.trigger();
     second.await.expect("join").expect("clean shutdown");
 }
