@@ -8,12 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lumen_runtime::Shutdown;
 use lumen_sink::decode::Rows;
 use lumen_sink::insert::{ClickHouseTable, InsertError, Table};
 use tokio::sync::Notify;
 
-use crate::harness::{Harness, events, eventually, free_port, get};
+use crate::harness::{Harness, InProcessSink, events, eventually, free_port, get};
 
 /// The real table, which after its `n`-th acknowledged insert signals the
 /// test and never returns, so the offset is never committed.
@@ -39,21 +38,14 @@ impl Table for CrashAfterInsert {
 /// the rows that landed.
 async fn crash_after(harness: &Harness, config: lumen_sink::Config, inserts: usize) -> u64 {
     let crashed = Arc::new(Notify::new());
-    let shutdown = Shutdown::new();
     let table_crashed = crashed.clone();
-    let first = tokio::spawn(lumen_sink::run_with(
-        config,
-        shutdown.clone(),
-        move |client, timeout| CrashAfterInsert {
-            inner: ClickHouseTable::new(client, timeout),
-            remaining: AtomicUsize::new(inserts),
-            crashed: table_crashed,
-        },
-    ));
+    let sink = InProcessSink::start_with(config, move |client, timeout| CrashAfterInsert {
+        inner: ClickHouseTable::new(client, timeout),
+        remaining: AtomicUsize::new(inserts),
+        crashed: table_crashed,
+    });
     crashed.notified().await;
-    first.abort();
-    let _ = first.await;
-    shutdown.trigger();
+    sink.kill().await;
     harness.count("events").await
 }
 
@@ -73,11 +65,9 @@ async fn crash_after_insert_before_commit_replays_without_duplicates() {
     // Second life with other bounds: only the intent reproduces the cut.
     let mut config = harness.config();
     config.batch.max_rows = 70;
-    let shutdown = Shutdown::new();
-    let second = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let second = InProcessSink::start(config);
     harness.expect_exactly(2_000).await;
-    shutdown.trigger();
-    second.await.expect("join").expect("clean shutdown");
+    second.stop().await;
 }
 
 /// A replayed batch is read to the end its intent says even when it alone
@@ -99,11 +89,9 @@ async fn a_replay_larger_than_the_read_ahead_budget_is_still_read_whole() {
     let mut config = harness.config();
     config.batch.max_rows = 50;
     config.batch.max_buffered_rows = 50;
-    let shutdown = Shutdown::new();
-    let second = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let second = InProcessSink::start(config);
     harness.expect_exactly(600).await;
-    shutdown.trigger();
-    second.await.expect("join").expect("clean shutdown");
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

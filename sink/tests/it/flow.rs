@@ -13,13 +13,14 @@ use lumen_sink::insert::{ClickHouseTable, Table};
 use lumen_sink::row::{EVENTS_TABLE, EventRow, Record};
 use uuid::Uuid;
 
-use crate::harness::{GatedSink, Harness, events, eventually, free_port, get, metric};
+use crate::harness::{
+    GatedSink, Harness, InProcessSink, events, eventually, free_port, get, metric,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_events_in_exactly_n_rows_and_exact_aggregates() {
     let harness = Harness::new("flow").await;
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(harness.config(), shutdown.clone()));
+    let sink = InProcessSink::start(harness.config());
     let sent = events(0, 3_000);
     harness.produce(&sent).await;
     harness.expect_exactly(3_000).await;
@@ -54,8 +55,7 @@ async fn n_events_in_exactly_n_rows_and_exact_aggregates() {
     harness.produce(&events(3_000, 1_000)).await;
     harness.expect_exactly(4_000).await;
 
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,11 +123,9 @@ async fn the_end_of_a_backlog_is_inserted_without_waiting_for_its_age() {
     let mut config = harness.config();
     config.batch.max_rows = 100;
     config.batch.max_age_ms = 600_000;
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let sink = InProcessSink::start(config);
     harness.expect_exactly(1_000).await;
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }
 
 /// Read to its end a few records at a time, as at a steady rate, a
@@ -142,8 +140,7 @@ async fn a_trickle_read_to_its_end_still_fills_batches_until_their_age() {
     config.batch.max_age_ms = 10_000;
     let port = free_port();
     config.admin.addr = Some(([127, 0, 0, 1], port).into());
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let sink = InProcessSink::start(config);
     let exposition = || async { get(port, "/metrics").await.unwrap_or_default() };
     for burst in 0..3 {
         harness.produce(&events(burst * 30, 30)).await;
@@ -162,8 +159,7 @@ async fn a_trickle_read_to_its_end_still_fills_batches_until_their_age() {
         Some(3.0),
         "one insert per partition"
     );
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }
 
 /// Events preloaded for the budget tests: many more than either budget.

@@ -455,13 +455,50 @@ impl Table for GatedTable {
     }
 }
 
+/// The sink running in-process (`lumen_sink::run_with`) until stopped.
+pub struct InProcessSink {
+    shutdown: lumen_runtime::Shutdown,
+    task: tokio::task::JoinHandle<lumen_sink::Result<()>>,
+}
+
+impl InProcessSink {
+    /// `lumen_sink::run` with `config`.
+    pub fn start(config: Config) -> Self {
+        Self::start_with(config, ClickHouseTable::new)
+    }
+
+    /// `lumen_sink::run_with` with `config`, writing through the table
+    /// `table` makes.
+    pub fn start_with<T: Table + Send + Sync + 'static>(
+        config: Config,
+        table: impl FnOnce(Client, Duration) -> T + Send + 'static,
+    ) -> Self {
+        let shutdown = lumen_runtime::Shutdown::new();
+        let task = tokio::spawn(lumen_sink::run_with(config, shutdown.clone(), table));
+        Self { shutdown, task }
+    }
+
+    /// SIGTERM in-process, and a clean stop.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.expect("join").expect("sink stops cleanly");
+    }
+
+    /// Stops it dead wherever it is, like a crash: nothing is flushed or
+    /// committed.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.shutdown.trigger();
+    }
+}
+
 /// The sink in-process behind a [`GatedTable`] (closed), with its admin
 /// server on a port of its own.
 pub struct GatedSink {
     pub port: u16,
     gate: tokio::sync::watch::Sender<bool>,
-    shutdown: lumen_runtime::Shutdown,
-    task: tokio::task::JoinHandle<lumen_sink::Result<()>>,
+    sink: InProcessSink,
 }
 
 impl GatedSink {
@@ -469,21 +506,11 @@ impl GatedSink {
         let port = free_port();
         config.admin.addr = Some(([127, 0, 0, 1], port).into());
         let (gate, open) = tokio::sync::watch::channel(false);
-        let shutdown = lumen_runtime::Shutdown::new();
-        let task = tokio::spawn(lumen_sink::run_with(
-            config,
-            shutdown.clone(),
-            move |client, timeout| GatedTable {
-                inner: ClickHouseTable::new(client, timeout),
-                open,
-            },
-        ));
-        Self {
-            port,
-            gate,
-            shutdown,
-            task,
-        }
+        let sink = InProcessSink::start_with(config, move |client, timeout| GatedTable {
+            inner: ClickHouseTable::new(client, timeout),
+            open,
+        });
+        Self { port, gate, sink }
     }
 
     /// Lets every insert through, the waiting ones first.
@@ -493,8 +520,7 @@ impl GatedSink {
 
     /// SIGTERM in-process, and a clean stop.
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.task.await.expect("join").expect("sink stops cleanly");
+        self.sink.stop().await;
     }
 }
 

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use lumen_runtime::Shutdown;
-
-use crate::harness::{Harness, clickhouse_url, events, eventually, free_port, get};
+use crate::harness::{Harness, InProcessSink, clickhouse_url, events, eventually, free_port, get};
 use crate::proxy::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,8 +21,7 @@ async fn thirty_seconds_without_clickhouse_lose_and_double_nothing() {
     config.batch.insert_timeout_ms = 2_000;
     let port = free_port();
     config.admin.addr = Some(([127, 0, 0, 1], port).into());
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(config, shutdown.clone()));
+    let sink = InProcessSink::start(config);
 
     harness.produce(&events(0, 1_000)).await;
     harness.expect_exactly(1_000).await;
@@ -61,6 +58,5 @@ async fn thirty_seconds_without_clickhouse_lose_and_double_nothing() {
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
     })
     .await;
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lumen_runtime::Shutdown;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 
-use crate::harness::{Harness, brokers, events};
+use crate::harness::{Harness, InProcessSink, brokers, events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dlq_and_the_rest_lands() {
@@ -28,8 +27,7 @@ async fn poison_records_go_to_the_dlq_and_the_rest_lands() {
         .await;
     harness.produce(&good[500..]).await;
 
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(harness.config(), shutdown.clone()));
+    let sink = InProcessSink::start(harness.config());
     harness.expect_exactly(1_000).await;
 
     let reasons = dead_letter_reasons(&harness.dlq, 4).await;
@@ -42,8 +40,7 @@ async fn poison_records_go_to_the_dlq_and_the_rest_lands() {
     .map(|(reason, n)| (reason.to_owned(), n))
     .collect();
     assert_eq!(reasons, expected);
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }
 
 /// Reads `n` records of the dead-letter topic and counts their reasons.

@@ -1,11 +1,10 @@
 //! Every query of `sink/queries.md` runs against real ClickHouse on data
 //! the sink wrote, and `share_visits` resolves sharers and cascade depths.
 
-use lumen_runtime::Shutdown;
 use lumen_schemas::{Channel, EventKind, ShareMethod, TokenStatus};
 use lumen_sink::row::sample;
 
-use crate::harness::{Harness, events, now_ms};
+use crate::harness::{Harness, InProcessSink, events, now_ms};
 
 const QUERIES: &str = include_str!("../../queries.md");
 
@@ -52,8 +51,7 @@ fn cascade(now: i64) -> Vec<lumen_schemas::EnrichedEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_query_runs_and_share_visits_resolve_cascades() {
     let harness = Harness::new("queries").await;
-    let shutdown = Shutdown::new();
-    let sink = tokio::spawn(lumen_sink::run(harness.config(), shutdown.clone()));
+    let sink = InProcessSink::start(harness.config());
     harness.produce(&events(0, 2_000)).await;
     harness.produce(&cascade(now_ms())).await;
     harness.expect_exactly(2_004).await;
@@ -86,6 +84,5 @@ async fn every_documented_query_runs_and_share_visits_resolve_cascades() {
         depths,
         "reader0\t1\t\taddress_bar\nreader1\t2\tcascade000000000\taddress_bar\nreader2\t3\tcascade000000001\taddress_bar\n"
     );
-    shutdown.trigger();
-    sink.await.expect("join").expect("clean shutdown");
+    sink.stop().await;
 }
