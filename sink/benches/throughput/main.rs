@@ -41,7 +41,9 @@
 //! Environment: `LUMEN_CLICKHOUSE_URL`, `LUMEN_KAFKA_BROKERS`,
 //! `LUMEN_BENCH_ROWS` (default 1 000 000: at 200 000 the sink's fixed
 //! costs, start, group join and the first batches to fill, weigh on its
-//! run), `LUMEN_BENCH_LATENCY_SECONDS`
+//! run), `LUMEN_BENCH_WARM_UP_ROWS` (rows of an untimed (a) first, to warm
+//! the broker's JIT; default `LUMEN_BENCH_ROWS`, 0 for none),
+//! `LUMEN_BENCH_LATENCY_SECONDS`
 //! (20), `LUMEN_BENCH_LATENCY_RATE` (rows/s, 10 000),
 //! `LUMEN_BENCH_ENGINE_CONSUMERS` (1), `LUMEN_BENCH_SKIP` (letters of the
 //! phases not to run, `c` and `d`: (b) needs (a)'s rows); the sink's own
@@ -88,6 +90,8 @@ const PRODUCE_CHUNK: usize = 50_000;
 pub struct Settings {
     /// Rows of (a), (b) and (c).
     pub rows: usize,
+    /// Rows of the untimed warm-up before (a); 0 for none.
+    pub warm_up_rows: usize,
     /// Duration of (d).
     pub latency_for: Duration,
     /// Rows per second in (d).
@@ -110,8 +114,10 @@ impl Settings {
         };
         let sink = lumen_sink::Config::try_parse_from(["lumen-sink"])
             .expect("the LUMEN_SINK_* variables parse");
+        let rows = number("LUMEN_BENCH_ROWS", 1_000_000);
         Self {
-            rows: number("LUMEN_BENCH_ROWS", 1_000_000),
+            rows,
+            warm_up_rows: number("LUMEN_BENCH_WARM_UP_ROWS", rows),
             latency_for: Duration::from_secs(number("LUMEN_BENCH_LATENCY_SECONDS", 20) as u64),
             latency_rate: number("LUMEN_BENCH_LATENCY_RATE", 10_000),
             engine_consumers: number("LUMEN_BENCH_ENGINE_CONSUMERS", 1),
@@ -222,11 +228,12 @@ where
     }
 }
 
-/// (a) and the memory of (e): the release binary drains a preloaded topic.
-async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
-    let harness = phase("throughput").await;
-    let n = settings.rows as u64;
-    for chunk in harness::events(0, n).chunks(PRODUCE_CHUNK) {
+/// The release binary, spawned on a fresh topic preloaded with `rows`
+/// records and the fresh database of phase `name`, timed from its spawn to
+/// all rows queryable; still running, for its metrics.
+async fn drain_backlog(name: &str, rows: usize) -> (Harness, Throughput, SinkProcess) {
+    let harness = phase(name).await;
+    for chunk in harness::events(0, rows as u64).chunks(PRODUCE_CHUNK) {
         harness.produce(chunk).await;
     }
     let servers = Servers::find();
@@ -235,13 +242,42 @@ async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
     let sink = SinkProcess::spawn(&harness);
     let mut run = watch(
         &harness,
-        settings.rows,
+        rows,
         started,
         || async { sink.records_read().await > 0 },
         || sink.rows_written(),
     )
     .await;
     run.cpu = servers.now(Some(sink.pid())).since(&before);
+    (harness, run, sink)
+}
+
+/// An untimed (a) before the timed phases. A broker started minutes ago
+/// still compiles its produce and fetch paths: its C2 compiler threads
+/// took 0.3 to 1.2 CPU-s during single (a) runs of 1M rows on a broker
+/// 14 minutes old, time (a) lost on the two cores it shares, while the
+/// broker's own fetch work was 0.1 to 0.2 CPU-s. The warm-up runs the same
+/// produce and drain first, so (a) and (c) meet a broker in the state this
+/// very work leaves it in.
+async fn warm_up(settings: &Settings) {
+    if settings.warm_up_rows == 0 {
+        return;
+    }
+    let (harness, run, sink) = drain_backlog("warm_up", settings.warm_up_rows).await;
+    println!(
+        "warm-up (untimed): {} rows in {:.2} s, Kafka {:.2} CPU-s",
+        run.rows,
+        run.total.as_secs_f64(),
+        run.cpu.kafka.unwrap_or_default()
+    );
+    sink.terminate().await;
+    drop_database(&harness).await;
+}
+
+/// (a) and the memory of (e): the release binary drains a preloaded topic.
+async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
+    let n = settings.rows as u64;
+    let (harness, run, sink) = drain_backlog("throughput", settings.rows).await;
     // How much of the run the partitions' insert lanes had an insert
     // waiting for ClickHouse: the rest they spent recording intents,
     // waiting for records or idle.
@@ -420,6 +456,7 @@ fn ratio(sink: Option<f64>, baseline: f64) -> String {
 #[tokio::main]
 async fn main() {
     let settings = Settings::from_env();
+    warm_up(&settings).await;
     let (source, sink, sink_peak) = sink_throughput(&settings).await;
     println!("(a) sink: {sink:?}");
     let http = baselines::http(&settings, &source, Pace::Bare).await;
