@@ -204,7 +204,22 @@ pub fn split_header(payload: &[u8]) -> Result<(u64, &[u8])> {
 
 /// Reads an Avro `long` (a zigzag varint of at most 10 bytes) off the front
 /// of `body`. Errors are `CorruptBody` messages.
+#[inline]
 pub fn read_long(body: &mut &[u8]) -> std::result::Result<i64, String> {
+    // Most longs of an event are string lengths, union branches and enum
+    // indexes, one byte each; read per call, for every field of every
+    // record the sink writes.
+    if let Some((&byte, rest)) = body.split_first()
+        && byte < 0x80
+    {
+        *body = rest;
+        return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+    }
+    read_long_slow(body)
+}
+
+/// [`read_long`] of a varint of more than one byte, or of none.
+fn read_long_slow(body: &mut &[u8]) -> std::result::Result<i64, String> {
     let mut value = 0u64;
     for (i, &byte) in body.iter().enumerate().take(10) {
         value |= u64::from(byte & 0x7F) << (7 * i);
