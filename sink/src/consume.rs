@@ -36,14 +36,14 @@
 //! so a copy straddling a restart or a rebalance is caught too.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
+use futures_core::Stream;
 use lumen_runtime::dedupe::{Dedupe, EventDigest};
 use lumen_runtime::reader::RangeReader;
 use rdkafka::consumer::{
@@ -99,6 +99,10 @@ enum RebalanceEvent {
 pub struct SinkContext {
     topic: String,
     events: Mutex<Vec<RebalanceEvent>>,
+    /// Whether `events` may hold any: read for every message polled, where
+    /// locking `events` each time would cost more than the rest of a
+    /// poll's bookkeeping.
+    events_pending: AtomicBool,
     /// The assignment's number and its intent commits in flight. A commit
     /// only starts if its batch was read in the current assignment: one
     /// issued after the partition was handed over (by a delivery task
@@ -148,6 +152,7 @@ impl SinkContext {
         Self {
             topic: topic.to_owned(),
             events: Mutex::new(Vec::new()),
+            events_pending: AtomicBool::new(false),
             assignment: Mutex::new(Assignment::default()),
             commit_returned: Condvar::new(),
             stuck: AtomicBool::new(false),
@@ -222,6 +227,7 @@ impl SinkContext {
     fn push(&self, event: RebalanceEvent) {
         if let Ok(mut events) = self.events.lock() {
             events.push(event);
+            self.events_pending.store(true, Ordering::Release);
         }
     }
 
@@ -232,9 +238,15 @@ impl SinkContext {
     }
 
     fn take(&self) -> Vec<RebalanceEvent> {
+        if !self.events_pending.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         self.events
             .lock()
-            .map(|mut events| std::mem::take(&mut *events))
+            .map(|mut events| {
+                self.events_pending.store(false, Ordering::Release);
+                std::mem::take(&mut *events)
+            })
             .unwrap_or_default()
     }
 }
@@ -671,12 +683,15 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         let mut cx = Context::from_waker(Waker::noop());
         let now = Instant::now();
         let mut held = self.held();
+        // One stream for the burst: each `recv()` registers a waker slot
+        // and drops it again, two locked calls per message.
+        let mut stream = consumer.stream();
         for _ in 0..BURST {
             // Up to the budget: at it, the loop pauses reading.
             if held.reaches(self.budget) {
                 return None;
             }
-            let Poll::Ready(message) = pin!(consumer.recv()).poll(&mut cx) else {
+            let Poll::Ready(Some(message)) = Pin::new(&mut stream).poll_next(&mut cx) else {
                 return None;
             };
             let bytes = message.as_ref().map_or(0, |m| m.payload_len());
