@@ -76,14 +76,18 @@ impl Pace {
     }
 }
 
-/// (b): pre-encoded RowBinary POSTed straight to ClickHouse, sent as `pace`
-/// says.
-pub async fn http(settings: &Settings, source: &Harness, pace: Pace) -> Throughput {
-    let harness = phase(pace.phase()).await;
+/// The rows (a) landed, as ClickHouse itself encodes them in RowBinary:
+/// batches of at most `--batch-max-rows`, in one lane per Kafka partition,
+/// as the sink inserts them. Encoded once, sent by every (b) run.
+pub struct Encoded {
+    lanes: Vec<Vec<Vec<u8>>>,
+}
+
+/// Encodes the rows of `source`'s `events` for (b).
+pub async fn encode(settings: &Settings, source: &Harness) -> Encoded {
     let batches = settings.rows.div_ceil(settings.batch.max_rows).max(1);
     let reader = Client::default().with_url(clickhouse_url());
-    // Lanes of batches, one lane per partition, as the sink inserts.
-    let mut lanes: Vec<Vec<CompressedData>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+    let mut lanes: Vec<Vec<Vec<u8>>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
     for batch in 0..batches {
         let rows = reader
             .query(&format!(
@@ -97,9 +101,24 @@ pub async fn http(settings: &Settings, source: &Harness, pace: Pace) -> Throughp
             .collect()
             .await
             .expect("encoded rows");
-        lanes[batch % PARTITIONS as usize]
-            .push(CompressedData::new(&rows, Compression::Lz4).expect("LZ4"));
+        lanes[batch % PARTITIONS as usize].push(rows.to_vec());
     }
+    Encoded { lanes }
+}
+
+/// (b): the `encoded` rows LZ4-compressed, then, on the clock, POSTed
+/// straight to ClickHouse as `pace` says.
+pub async fn http(settings: &Settings, encoded: &Encoded, pace: Pace) -> Throughput {
+    let harness = phase(pace.phase()).await;
+    let lanes: Vec<Vec<CompressedData>> = encoded
+        .lanes
+        .iter()
+        .map(|lane| {
+            lane.iter()
+                .map(|rows| CompressedData::new(rows, Compression::Lz4).expect("LZ4"))
+                .collect()
+        })
+        .collect();
     let client = harness.config().clickhouse.client();
     let servers = Servers::find();
     let before = servers.now(None);

@@ -14,6 +14,12 @@
 //!   batches of at most `--batch-max-rows`, one lane per Kafka partition
 //!   like the sink's one insert in flight per partition. No Kafka, no dedup
 //!   token: ClickHouse's ingest limit. Target: (a) ≥ 0.8 × (b).
+//! - (a) and (b) run in alternating rounds, `LUMEN_BENCH_ROUNDS` (3) of
+//!   each, each (a) on a topic and database of its own, and the report
+//!   takes the median run of each. A single pair decided the verdict
+//!   before: on this shared machine ClickHouse's CPU for the same inserts
+//!   moved between 6.4 and 7.9 CPU-s per 1M rows from one phase to the
+//!   next, and (a)/(b) between 0.71 and 0.88 over 8 runs of one build.
 //! - **(b') the same, deduplicated**: (b) with the sink's deduplication
 //!   settings and a token per batch (`insert::deduplicated`). No target:
 //!   (b') / (b) is what exactly-once inserts cost ClickHouse, (a) / (b')
@@ -92,6 +98,8 @@ pub struct Settings {
     pub rows: usize,
     /// Rows of the untimed warm-up before (a); 0 for none.
     pub warm_up_rows: usize,
+    /// Rounds of (a) then (b).
+    pub rounds: usize,
     /// Duration of (d).
     pub latency_for: Duration,
     /// Rows per second in (d).
@@ -118,6 +126,7 @@ impl Settings {
         Self {
             rows,
             warm_up_rows: number("LUMEN_BENCH_WARM_UP_ROWS", rows),
+            rounds: number("LUMEN_BENCH_ROUNDS", 3).max(1),
             latency_for: Duration::from_secs(number("LUMEN_BENCH_LATENCY_SECONDS", 20) as u64),
             latency_rate: number("LUMEN_BENCH_LATENCY_RATE", 10_000),
             engine_consumers: number("LUMEN_BENCH_ENGINE_CONSUMERS", 1),
@@ -274,10 +283,11 @@ async fn warm_up(settings: &Settings) {
     drop_database(&harness).await;
 }
 
-/// (a) and the memory of (e): the release binary drains a preloaded topic.
-async fn sink_throughput(settings: &Settings) -> (Harness, Throughput, u64) {
+/// (a) and the memory of (e): the release binary drains a preloaded topic,
+/// into the database of phase `name`.
+async fn sink_throughput(settings: &Settings, name: &str) -> (Harness, Throughput, u64) {
     let n = settings.rows as u64;
-    let (harness, run, sink) = drain_backlog("throughput", settings.rows).await;
+    let (harness, run, sink) = drain_backlog(name, settings.rows).await;
     // How much of the run the partitions' insert lanes had an insert
     // waiting for ClickHouse: the rest they spent recording intents,
     // waiting for records or idle.
@@ -310,8 +320,13 @@ fn verdict(ok: bool) -> &'static str {
 
 struct Report {
     settings: Settings,
+    /// (a) and (b) of each round, in order.
+    rounds: Vec<(Throughput, Throughput)>,
+    /// The median (a).
     sink: Throughput,
+    /// The highest VmHWM of the (a) runs.
     sink_peak: u64,
+    /// The median (b).
     http: Throughput,
     http_deduplicated: Throughput,
     http_paced: Throughput,
@@ -323,6 +338,7 @@ impl Report {
     fn print(&self) {
         let Self {
             settings,
+            rounds,
             sink,
             http,
             http_deduplicated,
@@ -337,12 +353,25 @@ impl Report {
         };
         println!();
         println!(
-            "sink benchmark: {} rows, {} partitions, batches of at most {} rows, max age {} ms",
+            "sink benchmark: {} rows, {} partitions, batches of at most {} rows, max age {} ms; (a) and (b) the median of {} alternating rounds",
             settings.rows,
             harness::PARTITIONS,
             settings.batch.max_rows,
-            settings.batch.max_age_ms
+            settings.batch.max_age_ms,
+            rounds.len()
         );
+        let per_round: Vec<String> = rounds
+            .iter()
+            .map(|(sink, http)| {
+                format!(
+                    "{:.0}/{:.0} = {:.2}",
+                    sink.rate(),
+                    http.rate(),
+                    sink.rate() / http.rate()
+                )
+            })
+            .collect();
+        println!("rounds, (a)/(b) rows/s: {}", per_round.join(", "));
         println!("{:<46} {:>12} {:>14}", "", "rows/s", "rows/s reading");
         let runs = [
             ("(a) sink, Kafka -> ClickHouse", Some(sink)),
@@ -453,18 +482,50 @@ fn ratio(sink: Option<f64>, baseline: f64) -> String {
     sink.map_or_else(|| "-".to_owned(), |sink| format!("{:.2}", sink / baseline))
 }
 
+/// The run of median rate among `runs` (of an even count, the slower of
+/// the middle two).
+fn median(runs: &[Throughput]) -> Throughput {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    sorted[(sorted.len() - 1) / 2]
+}
+
 #[tokio::main]
 async fn main() {
     let settings = Settings::from_env();
     warm_up(&settings).await;
-    let (source, sink, sink_peak) = sink_throughput(&settings).await;
-    println!("(a) sink: {sink:?}");
-    let http = baselines::http(&settings, &source, Pace::Bare).await;
-    println!("(b) HTTP RowBinary: {http:?}");
-    let http_deduplicated = baselines::http(&settings, &source, Pace::Deduplicated).await;
+    // (a) and (b) alternate, so that a slower or faster spell of this
+    // shared machine weighs on both; the report compares their medians.
+    let mut source: Option<Harness> = None;
+    let mut encoded = None;
+    let mut rounds = Vec::new();
+    let mut sink_peak = 0;
+    for round in 1..=settings.rounds {
+        let (harness, sink, peak) =
+            sink_throughput(&settings, &format!("throughput_{round}")).await;
+        println!("(a) round {round}: {sink:?}");
+        let encoded = match &encoded {
+            Some(encoded) => encoded,
+            None => encoded.insert(baselines::encode(&settings, &harness).await),
+        };
+        let http = baselines::http(&settings, encoded, Pace::Bare).await;
+        println!("(b) round {round}: {http:?}");
+        rounds.push((sink, http));
+        sink_peak = sink_peak.max(peak);
+        match source {
+            None => source = Some(harness),
+            Some(_) => drop_database(&harness).await,
+        }
+    }
+    let source = source.expect("at least one round");
+    let encoded = encoded.expect("at least one round");
+    let sink = median(&rounds.iter().map(|(sink, _)| *sink).collect::<Vec<_>>());
+    let http = median(&rounds.iter().map(|(_, http)| *http).collect::<Vec<_>>());
+    let http_deduplicated = baselines::http(&settings, &encoded, Pace::Deduplicated).await;
     println!("(b') HTTP RowBinary, deduplicated: {http_deduplicated:?}");
-    let http_paced = baselines::http(&settings, &source, Pace::DeduplicatedOver(sink.total)).await;
+    let http_paced = baselines::http(&settings, &encoded, Pace::DeduplicatedOver(sink.total)).await;
     println!("(b'') HTTP RowBinary, deduplicated, over (a)'s time: {http_paced:?}");
+    drop(encoded);
     let mut engine = None;
     if settings.runs('c') {
         let run = baselines::kafka_engine(&settings, &source).await;
@@ -480,6 +541,7 @@ async fn main() {
     };
     Report {
         settings,
+        rounds,
         sink,
         sink_peak,
         http,
