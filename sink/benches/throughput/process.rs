@@ -60,6 +60,12 @@ impl SinkProcess {
             .await as u64
     }
 
+    /// `lumen_sink_seconds_since_last_insert`: how long ago ClickHouse
+    /// acknowledged the sink's last insert.
+    pub async fn seconds_since_last_insert(&self) -> f64 {
+        self.metric("lumen_sink_seconds_since_last_insert").await
+    }
+
     /// `lumen_sink_retries_total`, summed over its reasons.
     pub async fn retries(&self) -> u64 {
         self.metric("lumen_sink_retries_total").await as u64
