@@ -204,10 +204,11 @@ pub async fn drop_database(harness: &Harness) {
 }
 
 /// Waits until `harness`'s `events` holds `rows` rows, polling every
-/// [`POLL`] ([`FIRST_READ_POLL`] until the first read): `reading` says whether the contender has read a record yet,
-/// `landed` how many rows it knows ClickHouse acknowledged. ClickHouse is
-/// counted only once `landed` reaches `rows`: a `count()` costs it ~5 ms of
-/// CPU, and 50 a second would be taken from the contender being measured.
+/// [`POLL`] ([`FIRST_READ_POLL`] until the first read): `reading` says
+/// whether the contender has read a record yet, `landed` how many rows it
+/// knows ClickHouse acknowledged. ClickHouse is counted only once `landed`
+/// reaches `rows`: a `count()` costs it ~5 ms of CPU, and 50 a second would
+/// be taken from the contender being measured.
 pub async fn watch<R, RFut, L, LFut>(
     harness: &Harness,
     rows: usize,
@@ -251,8 +252,9 @@ where
 }
 
 /// The release binary, spawned on a fresh topic preloaded with `rows`
-/// records and the fresh database of phase `name`, timed from its spawn to
-/// all rows queryable; still running, for its metrics.
+/// records and the fresh database of phase `name`, timed from its exec to
+/// ClickHouse's acknowledgement of its last insert; still running, for its
+/// metrics.
 async fn drain_backlog(name: &str, rows: usize) -> (Harness, Throughput, SinkProcess) {
     let harness = phase(name).await;
     for chunk in harness::events(0, rows as u64).chunks(PRODUCE_CHUNK) {
