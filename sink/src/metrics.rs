@@ -169,16 +169,11 @@ impl Metrics {
         })
     }
 
-    /// Records that `held` was read into memory.
-    pub fn hold(&self, held: Held) {
-        self.buffered_rows.add(held.records as i64);
-        self.buffered_bytes.add(held.bytes as i64);
-    }
-
-    /// Records that `held` left memory (acknowledged or discarded).
-    pub fn release(&self, held: Held) {
-        self.buffered_rows.sub(held.records as i64);
-        self.buffered_bytes.sub(held.bytes as i64);
+    /// Records what the consume loop holds in memory, read and not yet
+    /// acknowledged.
+    pub fn buffered(&self, held: Held) {
+        self.buffered_rows.set(held.records as i64);
+        self.buffered_bytes.set(held.bytes as i64);
     }
 
     /// Records an acknowledged insert.

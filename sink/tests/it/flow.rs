@@ -195,6 +195,10 @@ async fn pauses_at_the_budget(
 
     sink.open();
     harness.expect_exactly(TOTAL).await;
+    eventually("nothing held once every batch is acknowledged", || async {
+        metric(&exposition().await, gauge) == Some(0.0)
+    })
+    .await;
     sink.stop().await;
 }
 
