@@ -11,10 +11,21 @@ step() { printf '\n\033[1m== %s\033[0m (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 started=()
 stop_started() {
     local status=$?
+    stop_orphans
     for service in "${started[@]}"; do
         deploy/local/"$service".sh stop || true
     done
     exit "$status"
+}
+
+# A test process killed before its end (a timeout, ^C) leaves what it
+# spawned running. Tests start this checkout's service binaries by absolute
+# path (`make demo` starts them by relative path) and the end-to-end tests'
+# Prometheus with its configuration under .lumen/e2e.
+stop_orphans() {
+    local target=${CARGO_TARGET_DIR:-$PWD/target}
+    pkill -f "^$target/debug/lumen-(ingest|enrich|sink)( |$)" || true
+    pkill -f -- "--config.file=$PWD/.lumen/e2e/" || true
 }
 trap stop_started EXIT
 
