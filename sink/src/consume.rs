@@ -537,7 +537,9 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
                 continue;
             }
             self.dispatch();
-            self.flow_control();
+            let held = self.held();
+            self.publish_metrics(held);
+            self.flow_control(held);
             let consumer = self.consumer.clone();
             tokio::select! {
                 biased;
@@ -926,7 +928,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
 
     /// Tells the metrics what was read and passed over since the last
     /// turn, and what is `held`.
-    fn publish_counts(&mut self, held: Held) {
+    fn publish_metrics(&mut self, held: Held) {
         let metrics = &self.delivery.metrics;
         let counts = std::mem::take(&mut self.counts);
         metrics.records_consumed.inc_by(counts.read);
@@ -934,7 +936,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
         metrics.buffered(held);
     }
 
-    /// Notes whether what is held reaches the budget; pauses every partition
+    /// Notes whether `held` reaches the budget; pauses every partition
     /// once it has for [`PAUSE_AFTER`], and resumes them when it no longer
     /// does. At the budget, idle partitions' open batches are cut and
     /// inserted at once: reading has stopped, so they would otherwise only
@@ -945,9 +947,7 @@ impl<T: Table, D: DeadLetters> Sink<T, D> {
     /// the end their intents say: reading then goes on past the budget, by
     /// at most the replayed ranges (stopping it there stalled the sink for
     /// good when a replay alone was more than the budget).
-    fn flow_control(&mut self) {
-        let held = self.held();
-        self.publish_counts(held);
+    fn flow_control(&mut self, held: Held) {
         let reached = held.reaches(self.budget);
         if reached {
             for state in self.partitions.values_mut() {

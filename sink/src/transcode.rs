@@ -355,15 +355,14 @@ mod tests {
         transcoder.row(&body_of(&event), &mut out).expect("row");
         assert_eq!(&out[17..17 + event.site_id.len()], event.site_id.as_bytes());
 
-        let mut payload = Codec::new().expect("codec").encode(&event).expect("encode");
+        let codec = Codec::<EnrichedEvent>::new().expect("codec");
+        let mut payload = codec.encode(&event).expect("encode");
         let euro = payload
             .windows(3)
             .position(|w| w == "€".as_bytes())
             .expect("the euro sign's bytes");
         payload[euro] = 0xFF;
-        let decoded = Codec::<EnrichedEvent>::new()
-            .expect("codec")
-            .decode(&payload);
+        let decoded = codec.decode(&payload);
         assert_eq!(decoded.map_err(|e| e.reason()).err(), Some("corrupt_body"));
         let body = split_header(&payload).expect("header").1;
         let transcoded = transcoder.row(body, &mut out);
